@@ -1,0 +1,3 @@
+"""fewshot: meta-learning for PyTorch."""
+
+__version__ = "0.1.0"

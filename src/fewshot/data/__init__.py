@@ -1,0 +1,9 @@
+"""Few-shot data: datasets as tensors + labels, episode samplers, loaders."""
+
+from fewshot.data.dataset import FewShotDataset
+from fewshot.data.episode import Episode
+from fewshot.data.registry import DATASETS, get_dataset
+from fewshot.data.sampler import EpisodeSampler
+from fewshot.data.sinusoid import Sinusoid
+
+__all__ = ["DATASETS", "Episode", "EpisodeSampler", "FewShotDataset", "Sinusoid", "get_dataset"]

@@ -1,0 +1,117 @@
+"""Backbones of the few-shot literature as plain ``nn.Module``s.
+
+Each maps images [B, C, H, W] (or features [B, D]) to embeddings [B, out_features];
+given ``num_classes`` it ends in a linear ``head`` (the MAML / ANIL setting), so
+``model.features`` is the body and ``model.head`` the classifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class Backbone(nn.Module):
+    """``features`` then optional linear ``head``; ``out_features`` is the output width."""
+
+    def __init__(self, features: nn.Module, feature_dim: int, num_classes: int | None):
+        super().__init__()
+        self.features = features
+        self.feature_dim = feature_dim
+        self.head = nn.Linear(feature_dim, num_classes) if num_classes else None
+        self.out_features = num_classes or feature_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.features(x)  # [B, feature_dim]
+        return z if self.head is None else self.head(z)
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """conv3x3 - BatchNorm - ReLU - maxpool 2: the block of the standard Conv4."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+
+
+class Conv4(Backbone):
+    """4 x [conv3x3(hidden) - BN - ReLU - maxpool]: 28x28 -> 1x1 (64 features),
+    84x84 -> 5x5 (1600 features)."""
+
+    def __init__(self, in_channels: int = 1, hidden: int = 64, num_classes: int | None = None, image_size: int = 28):
+        blocks = [conv_block(in_channels if i == 0 else hidden, hidden) for i in range(4)]
+        side = image_size
+        for _ in range(4):
+            side //= 2
+        if side < 1:
+            raise ValueError(f"Conv4 needs images of at least 16x16, got {image_size}")
+        super().__init__(nn.Sequential(*blocks, nn.Flatten()), hidden * side * side, num_classes)
+
+
+class ResidualBlock(nn.Module):
+    """ResNet-12 block: 3 x conv3x3-BN (LeakyReLU 0.1 between), 1x1 shortcut, maxpool 2."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        layers = []
+        for i in range(3):
+            layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(out_channels)]
+            if i < 2:
+                layers.append(nn.LeakyReLU(0.1))
+        self.body = nn.Sequential(*layers)
+        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
+        self.out = nn.Sequential(nn.LeakyReLU(0.1), nn.MaxPool2d(2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(self.body(x) + self.shortcut(x))
+
+
+class ResNet12(Backbone):
+    """ResNet-12 (TADAM / MetaOptNet): 4 residual blocks, global average pooling."""
+
+    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (64, 160, 320, 640), num_classes: int | None = None):
+        chans = [in_channels, *widths]
+        blocks = [ResidualBlock(chans[i], chans[i + 1]) for i in range(len(widths))]
+        body = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        super().__init__(body, widths[-1], num_classes)
+
+
+class MLP(Backbone):
+    """Fully connected ReLU network: sinusoid regression (40-40, as in MAML), tabular data,
+    molecular fingerprints."""
+
+    def __init__(self, in_features: int = 1, hidden: Sequence[int] = (40, 40), num_classes: int | None = None):
+        dims = [in_features, *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        super().__init__(nn.Sequential(*layers), dims[-1], num_classes)
+
+
+class CosineLinear(nn.Module):
+    """Cosine-similarity classifier (Baseline++): logits = scale * cos(x, w_c)."""
+
+    def __init__(self, in_features: int, out_features: int, scale: float = 10.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / in_features**0.5)
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = nn.functional.normalize(x, dim=-1)  # [B, D]
+        w = nn.functional.normalize(self.weight, dim=-1)  # [C, D]
+        return self.scale * x @ w.T  # [B, C]
+
+
+BACKBONES = {"conv4": Conv4, "resnet12": ResNet12, "mlp": MLP}
+
+
+def get_backbone(name: str, **settings) -> Backbone:
+    """Backbone by name (``conv4``, ``resnet12``, ``mlp``) with its settings."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name](**settings)
