@@ -1,5 +1,20 @@
 """Training, evaluation, checkpoints and logging: the layer with side effects."""
 
+from fewshot.engine.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from fewshot.engine.config import TrainConfig, load_config
 from fewshot.engine.evaluate import EvalResult, confidence_interval, evaluate, evaluate_episodes
+from fewshot.engine.train import Trainer, TrainResult
 
-__all__ = ["EvalResult", "confidence_interval", "evaluate", "evaluate_episodes"]
+__all__ = [
+    "CheckpointError",
+    "EvalResult",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "confidence_interval",
+    "evaluate",
+    "evaluate_episodes",
+    "load_config",
+    "read_checkpoint",
+    "save_checkpoint",
+]

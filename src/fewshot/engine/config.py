@@ -1,0 +1,142 @@
+"""Typed training settings: presets (YAML or TOML) plus command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved as ``config.json`` in the run folder."""
+
+    # what to train
+    algorithm: str = "protonet"
+    algorithm_options: dict = field(default_factory=dict)  # e.g. inner_lr, inner_steps, distance
+    backbone: str = "conv4"
+    backbone_options: dict = field(default_factory=dict)
+    # data
+    dataset: str = "glyphs"
+    data_root: str | None = None
+    dataset_options: dict = field(default_factory=dict)  # e.g. image_size, rotations
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    test_ways: int | None = None  # evaluation shape, defaults to ways/shots
+    test_shots: int | None = None
+    test_queries: int | None = None
+    meta_batch: int = 1
+    augment: bool = False
+    # optimisation
+    steps: int = 1000
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "constant"  # constant | cosine | step
+    step_size: int = 0  # for schedule=step: decay every step_size steps (0: steps // 4)
+    gamma: float = 0.5
+    warmup: int = 0
+    grad_clip: float | None = None
+    amp: bool = False  # mixed precision (bfloat16 autocast), GPU only
+    # validation, testing, stopping
+    val_every: int = 250
+    val_episodes: int = 200
+    test_episodes: int = 600
+    patience: int | None = None  # validations without improvement before stopping
+    # run
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    out: str = "runs/latest"
+    quiet: bool = False
+    tensorboard: bool = True  # when the tensorboard package is installed
+    log_every: int = 10
+
+    @property
+    def eval_shape(self) -> tuple[int, int, int]:
+        """(ways, shots, queries) of validation and test episodes."""
+        return (self.test_ways or self.ways, self.test_shots or self.shots, self.test_queries or self.queries)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def replace(self, **changes) -> TrainConfig:
+        return from_dict({**self.to_dict(), **changes})
+
+
+def from_dict(values: dict, source: str = "config") -> TrainConfig:
+    """A ``TrainConfig`` from a mapping; unknown keys are an error naming them."""
+    known = {f.name: f for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+    return TrainConfig(**values)
+
+
+def presets_dir():
+    return resources.files("fewshot") / "presets"
+
+
+def list_presets() -> list[str]:
+    return sorted(p.name.rsplit(".", 1)[0] for p in presets_dir().iterdir() if p.name.endswith((".yaml", ".toml")))
+
+
+def read_settings(name_or_path: str) -> dict:
+    """Settings of a preset name (see ``list_presets``) or a YAML / TOML file."""
+    path = Path(name_or_path)
+    if not path.exists():
+        for suffix in (".yaml", ".toml"):
+            candidate = presets_dir() / f"{name_or_path}{suffix}"
+            if candidate.is_file():
+                return _parse(candidate.read_text(), candidate.name)
+        raise FileNotFoundError(
+            f"config {name_or_path!r} is neither a file nor a preset; presets: {', '.join(list_presets())}"
+        )
+    return _parse(path.read_text(), str(path))
+
+
+def _parse(text: str, name: str) -> dict:
+    try:
+        values = tomllib.loads(text) if name.endswith(".toml") else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"{name}: not valid {'TOML' if name.endswith('.toml') else 'YAML'}: {e}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{name}: expected a mapping of settings")
+    return values
+
+
+def load_config(name_or_path: str | None = None, **overrides) -> TrainConfig:
+    """Defaults, then a preset or file, then overrides (``None`` values are ignored)."""
+    values = read_settings(name_or_path) if name_or_path else {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key.endswith("_options") and isinstance(value, dict):
+            values[key] = {**values.get(key, {}), **value}
+        else:
+            values[key] = value
+    return from_dict(values, source=name_or_path or "settings")
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """``key=value`` with a YAML value (``inner_lr=0.4``, ``first_order=true``);
+    dotted keys set options: ``algorithm_options.inner_steps=5``."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"expected key=value, got {text!r}")
+    return key.strip(), yaml.safe_load(raw)

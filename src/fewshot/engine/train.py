@@ -1,0 +1,263 @@
+"""One meta-training loop for every algorithm.
+
+Adam/SGD with a warmup + constant/cosine/step schedule, gradient clipping, bfloat16
+autocast on GPU, validation on a fixed set of episodes, best-checkpoint selection,
+early stopping, exact resume, Ctrl-C saves and exits cleanly, metrics to
+``metrics.jsonl`` (and TensorBoard), and a meta-batch split over ``torchrun`` processes.
+
+Run folder::
+
+    config.json  metrics.jsonl  result.json
+    checkpoint/  the deployable weights (best validation, else last)
+    last/        resumable state: weights, optimizer, scheduler, RNG states, step
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fewshot.data.episode import Episode
+from fewshot.data.sampler import EpisodeSampler
+from fewshot.engine import distributed as D
+from fewshot.engine.checkpoint import read_checkpoint, read_training_state, save_checkpoint
+from fewshot.engine.config import TrainConfig
+from fewshot.engine.evaluate import EvalResult, evaluate
+from fewshot.engine.tracking import Progress, RunLogger
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    interrupted: bool
+    best_step: int | None
+    best_val: float | None
+    test: EvalResult | None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; valid: adam, sgd")
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """Multiplier of ``lr`` at ``step``: linear warmup, then the schedule."""
+    if config.warmup and step < config.warmup:
+        return (step + 1) / config.warmup
+    if config.schedule == "constant":
+        return 1.0
+    if config.schedule == "cosine":
+        span = max(1, config.steps - config.warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - config.warmup) / span)))
+    if config.schedule == "step":
+        return config.gamma ** (step // (config.step_size or max(1, config.steps // 4)))
+    raise ValueError(f"unknown schedule {config.schedule!r}; valid: constant, cosine, step")
+
+
+class Trainer:
+    """Meta-trains ``algorithm`` on episodes of ``train_data`` as ``config`` says.
+
+    ``metadata`` (algorithm/backbone names and settings, preprocessing) goes into
+    every checkpoint so that predict and serve can rebuild the learner.
+    """
+
+    def __init__(self, config: TrainConfig, algorithm: nn.Module, train_data, val_data=None, test_data=None,
+                 *, metadata: dict | None = None, transform=None, resume: bool = False):
+        self.config, self.metadata, self.transform = config, metadata or {}, transform
+        self.device = resolve_device(config.device)
+        self.world = D.init_world(str(self.device))
+        if self.device.type == "cuda" and self.world.size > 1:
+            self.device = torch.device("cuda", self.world.local_rank)
+        if config.meta_batch % self.world.size:
+            raise ValueError(f"meta_batch {config.meta_batch} does not split over {self.world.size} processes")
+        torch.manual_seed(config.seed)
+        self.algorithm = algorithm.to(self.device)
+        self.train_data, self.val_data, self.test_data = (_to_device(d, self.device) for d in (train_data, val_data, test_data))
+        self.sampler = EpisodeSampler(self.train_data, config.ways, config.shots, config.queries, seed=config.seed)
+        self.augment_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.optimizer = make_optimizer(config, [p for p in self.algorithm.parameters() if p.requires_grad])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(config, s))
+        self.run_dir = Path(config.out)
+        self.step, self.best_step, self.best_val, self.stale = 0, None, None, 0
+        self.stop_requested = False
+        if resume:
+            self._restore(self.run_dir / "last")
+        if self.world.is_writer:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config.save(self.run_dir / "config.json")
+        self.logger = RunLogger(self.run_dir, writer=self.world.is_writer, tensorboard=config.tensorboard,
+                                resume_step=self.step if resume else None)
+
+    # -- one step -------------------------------------------------------------------------
+    def train_step(self, episode: Episode) -> dict[str, float]:
+        self.algorithm.train()
+        episode = episode.split(self.world.size)[self.world.rank] if self.world.size > 1 else episode
+        episode = episode.to(self.device, non_blocking=True)
+        if self.transform is not None:
+            from fewshot.data.transforms import augment_episode
+
+            episode = augment_episode(episode, self.transform, self.augment_generator)
+        amp = self.config.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, metrics = self.algorithm.meta_loss(episode)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"meta-loss became {float(loss)} at step {self.step}; lower lr or clip gradients")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        D.average_gradients(self.algorithm, self.world)
+        if self.config.grad_clip:
+            metrics["grad_norm"] = float(nn.utils.clip_grad_norm_(self.algorithm.parameters(), self.config.grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        D.sync_buffers(self.algorithm, self.world)
+        metrics = {k: float(v) for k, v in metrics.items()}
+        return {**D.mean_metrics(metrics, self.world), "lr": self.scheduler.get_last_lr()[0]}
+
+    # -- the loop -------------------------------------------------------------------------
+    def fit(self, callback=None) -> TrainResult:
+        """Train to ``config.steps``; ``callback(step, metrics)`` runs after every step."""
+        c = self.config
+        progress = Progress(self.step, c.steps, quiet=c.quiet, every=c.log_every * 10, enabled=self.world.is_writer)
+        interrupted = False
+        restore = _stop_on_sigint(self)
+        try:
+            while self.step < c.steps and not self.stop_requested:
+                metrics = self.train_step(self.sampler.sample(c.meta_batch))
+                self.step += 1
+                progress.update(self.step, metrics)
+                if self.step % c.log_every == 0:
+                    self.logger.log(self.step, "train", metrics)
+                if self.val_data is not None and (self.step % c.val_every == 0 or self.step == c.steps):
+                    if self._validate(progress):
+                        progress.note(f"early stop at step {self.step}: no improvement in {c.patience} validations")
+                        break
+                if callback is not None:
+                    callback(self.step, metrics)
+        except KeyboardInterrupt:
+            self.stop_requested = True
+        finally:
+            restore()
+            progress.close()
+        if self.stop_requested:
+            interrupted = True
+            progress.note(f"interrupted at step {self.step}; saved {self.run_dir / 'last'} (resume with --resume)")
+        self._save_last()
+        if self.best_step is None:  # no validation data: the last weights are the deployable ones
+            self._save_deployable({})
+        test = None if interrupted else self._test()
+        self.logger.close()
+        result = TrainResult(self.run_dir, self.step, interrupted, self.best_step, self.best_val, test)
+        if self.world.is_writer and test is not None:
+            summary = {"step": self.step, "best_step": self.best_step, "best_val": self.best_val, "test": test.to_dict()}
+            (self.run_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return result
+
+    def _validate(self, progress: Progress) -> bool:
+        """Validate, keep the best checkpoint; True when early stopping should stop the run."""
+        c = self.config
+        ways, shots, queries = c.eval_shape
+        res = evaluate(self.algorithm, self.val_data, ways, shots, queries, episodes=c.val_episodes,
+                       seed=c.seed + 10_000, device=self.device)
+        self.logger.log(self.step, "val", {res.metric: res.mean, "ci95": res.ci95})
+        better = self.best_val is None or (res.mean > self.best_val if res.metric == "accuracy" else res.mean < self.best_val)
+        progress.note(f"step {self.step}: validation {res}{' (best)' if better else ''}")
+        if better:
+            self.best_step, self.best_val, self.stale = self.step, res.mean, 0
+            self._save_deployable({"val": {res.metric: res.mean, "ci95": res.ci95, "step": self.step}})
+        else:
+            self.stale += 1
+        return c.patience is not None and self.stale >= c.patience
+
+    def _test(self) -> EvalResult | None:
+        if self.test_data is None:
+            return None
+        if self.best_step is not None and self.best_step != self.step:
+            _, state = read_checkpoint(self.run_dir / "checkpoint")
+            self.algorithm.load_state_dict(state)
+        ways, shots, queries = self.config.eval_shape
+        res = evaluate(self.algorithm, self.test_data, ways, shots, queries, episodes=self.config.test_episodes,
+                       seed=self.config.seed + 20_000, device=self.device)
+        self.logger.log(self.step, "test", {res.metric: res.mean, "ci95": res.ci95, "episodes": res.episodes})
+        if self.world.is_writer:
+            meta = self._metadata({"test": res.to_dict() | {"per_episode": None}})
+            save_checkpoint(self.run_dir / "checkpoint", self.algorithm.state_dict(), meta)
+        return res
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _metadata(self, metrics: dict) -> dict:
+        return {**self.metadata, "config": self.config.to_dict(), "step": self.step, "metrics": metrics}
+
+    def _save_deployable(self, metrics: dict) -> None:
+        if self.world.is_writer:
+            save_checkpoint(self.run_dir / "checkpoint", self.algorithm.state_dict(), self._metadata(metrics))
+
+    def _save_last(self) -> None:
+        if not self.world.is_writer:
+            return
+        state = {
+            "step": self.step,
+            "best_step": self.best_step,
+            "best_val": self.best_val,
+            "stale": self.stale,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler_rng": self.sampler.generator.get_state(),
+            "augment_rng": self.augment_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        save_checkpoint(self.run_dir / "last", self.algorithm.state_dict(), self._metadata({}), training_state=state)
+
+    def _restore(self, path: Path) -> None:
+        _, weights = read_checkpoint(path)
+        state = read_training_state(path)
+        self.algorithm.load_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.generator.set_state(state["sampler_rng"])
+        self.augment_generator.set_state(state["augment_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step, self.best_step, self.best_val, self.stale = (
+            state["step"], state["best_step"], state["best_val"], state["stale"])
+
+
+def _stop_on_sigint(trainer: Trainer):
+    """First Ctrl-C: finish the current step, save, exit cleanly. Second: stop at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
+def _to_device(data, device: torch.device):
+    """Datasets held as one tensor move to the training device once (sampling = gather)."""
+    return data.to(device) if data is not None and hasattr(data, "to") and device.type != "cpu" else data

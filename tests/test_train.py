@@ -1,0 +1,101 @@
+import json
+
+import pytest
+import torch
+
+from fewshot.engine import CheckpointError, TrainConfig, Trainer, read_checkpoint
+from fewshot.engine.checkpoint import read_training_state, save_checkpoint
+from fewshot.engine.train import lr_factor
+from tiny import TinyProto, clustered
+
+
+def config(tmp_path, **changes):
+    base = dict(dataset="arrays", ways=3, shots=2, queries=3, meta_batch=2, steps=12, lr=0.01, val_every=4,
+                val_episodes=20, test_episodes=30, out=str(tmp_path / "run"), quiet=True, tensorboard=False,
+                log_every=2, schedule="cosine", warmup=2)
+    return TrainConfig(**{**base, **changes})
+
+
+def trainer(cfg, resume=False):
+    torch.manual_seed(0)
+    data = clustered()
+    return Trainer(cfg, TinyProto(), data, clustered(seed=1), clustered(seed=2), metadata={"algorithm": "tiny"},
+                   resume=resume)
+
+
+def params(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_run_folder_and_result(tmp_path):
+    result = trainer(config(tmp_path)).fit()
+    run = tmp_path / "run"
+    assert {"config.json", "metrics.jsonl", "result.json", "checkpoint", "last"} <= {p.name for p in run.iterdir()}
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == [2, 4, 6, 8, 10, 12]
+    assert [r["step"] for r in records if r["split"] == "val"] == [4, 8, 12]
+    assert result.test.episodes == 30 and 0 <= result.test.accuracy <= 1
+    meta, _ = read_checkpoint(run / "checkpoint")
+    assert meta["algorithm"] == "tiny" and meta["metrics"]["test"]["accuracy"] == result.test.accuracy
+    assert meta["step"] == 12 and json.loads((run / "config.json").read_text())["ways"] == 3
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    full = trainer(config(tmp_path / "a"))
+    full.fit()
+
+    def stop_at_5(step, metrics):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    first = trainer(config(tmp_path / "b"))
+    assert first.fit(callback=stop_at_5).interrupted
+    assert read_training_state(tmp_path / "b" / "run" / "last")["step"] == 5
+    resumed = trainer(config(tmp_path / "b"), resume=True)
+    assert resumed.step == 5
+    result = resumed.fit()
+    assert result.step == 12 and not result.interrupted
+    a, b = params(full.algorithm), params(resumed.algorithm)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = lambda p: [json.loads(x) for x in (p / "run" / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
+    assert strip(lines(tmp_path / "a")) == strip(lines(tmp_path / "b"))
+
+
+def test_early_stopping_and_best_checkpoint(tmp_path):
+    cfg = config(tmp_path, lr=0.0, steps=40, val_every=2, patience=2, warmup=0, schedule="constant")
+    result = trainer(cfg).fit()
+    # lr 0: validation never improves after the first, so the run stops after 2 more validations
+    assert result.best_step == 2 and result.step == 6
+
+
+def test_lr_schedules():
+    cfg = TrainConfig(steps=100, warmup=10, schedule="cosine")
+    assert lr_factor(cfg, 0) == pytest.approx(0.1) and lr_factor(cfg, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 55) == pytest.approx(0.5) and lr_factor(cfg, 100) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(TrainConfig(steps=100, schedule="step", gamma=0.5), 60) == 0.25
+    with pytest.raises(ValueError, match="unknown schedule"):
+        lr_factor(TrainConfig(schedule="wiggly"), 3)
+
+
+def test_checkpoint_rejects_damage(tmp_path):
+    model = TinyProto()
+    path = save_checkpoint(tmp_path / "ck", model.state_dict(), {"algorithm": "tiny"})
+    meta, state = read_checkpoint(path)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    raw = bytearray((path / "model.safetensors").read_bytes())
+    raw[-1] ^= 0xFF
+    (path / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="does not match the SHA-256"):
+        read_checkpoint(path)
+    (path / "checkpoint.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="damaged JSON"):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no checkpoint folder"):
+        read_checkpoint(tmp_path / "missing")
+    # a failed write leaves the previous checkpoint and no temporary folders
+    good = save_checkpoint(tmp_path / "ck2", model.state_dict(), {"algorithm": "tiny"})
+    with pytest.raises(TypeError):
+        save_checkpoint(good, model.state_dict(), {"algorithm": "tiny"}, training_state={"bad": object()})
+    assert read_checkpoint(good)[0]["algorithm"] == "tiny"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "ck2"]
