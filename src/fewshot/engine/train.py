@@ -41,6 +41,7 @@ class TrainResult:
     best_step: int | None
     best_val: float | None
     test: EvalResult | None
+    writer: bool = True  # False on the torchrun processes other than rank 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,6 +100,7 @@ class Trainer:
         self.run_dir = Path(config.out)
         self.step, self.best_step, self.best_val, self.stale = 0, None, None, 0
         self.stop_requested = False
+        self.best_state: dict | None = None  # weights of the best validation, kept for the final test
         if resume:
             self._restore(self.run_dir / "last")
         if self.world.is_writer:
@@ -144,7 +146,7 @@ class Trainer:
                 metrics = self.train_step(self.sampler.sample(c.meta_batch))
                 self.step += 1
                 progress.update(self.step, metrics)
-                if self.step % c.log_every == 0:
+                if self.step % c.log_every == 0 or self.step == c.steps:
                     self.logger.log(self.step, "train", metrics)
                 if self.val_data is not None and (self.step % c.val_every == 0 or self.step == c.steps):
                     if self._validate(progress):
@@ -165,7 +167,8 @@ class Trainer:
             self._save_deployable({})
         test = None if interrupted else self._test()
         self.logger.close()
-        result = TrainResult(self.run_dir, self.step, interrupted, self.best_step, self.best_val, test)
+        result = TrainResult(self.run_dir, self.step, interrupted, self.best_step, self.best_val, test,
+                             writer=self.world.is_writer)
         if self.world.is_writer and test is not None:
             summary = {"step": self.step, "best_step": self.best_step, "best_val": self.best_val, "test": test.to_dict()}
             (self.run_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -182,6 +185,7 @@ class Trainer:
         progress.note(f"step {self.step}: validation {res}{' (best)' if better else ''}")
         if better:
             self.best_step, self.best_val, self.stale = self.step, res.mean, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.algorithm.state_dict().items()}
             self._save_deployable({"val": {res.metric: res.mean, "ci95": res.ci95, "step": self.step}})
         else:
             self.stale += 1
@@ -190,9 +194,8 @@ class Trainer:
     def _test(self) -> EvalResult | None:
         if self.test_data is None:
             return None
-        if self.best_step is not None and self.best_step != self.step:
-            _, state = read_checkpoint(self.run_dir / "checkpoint")
-            self.algorithm.load_state_dict(state)
+        if self.best_state is not None and self.best_step != self.step:
+            self.algorithm.load_state_dict(self.best_state)
         ways, shots, queries = self.config.eval_shape
         res = evaluate(self.algorithm, self.test_data, ways, shots, queries, episodes=self.config.test_episodes,
                        seed=self.config.seed + 20_000, device=self.device)
@@ -241,6 +244,8 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.best_step, self.best_val, self.stale = (
             state["step"], state["best_step"], state["best_val"], state["stale"])
+        if self.best_step is not None:
+            self.best_state = read_checkpoint(self.run_dir / "checkpoint")[1]
 
 
 def _stop_on_sigint(trainer: Trainer):

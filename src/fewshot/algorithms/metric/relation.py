@@ -1,0 +1,151 @@
+"""Relation Networks (Sung et al., 2018): a learned comparison of feature maps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fewshot.algorithms.base import Algorithm, Predictor
+from fewshot.algorithms.metric.common import (
+    class_means,
+    class_sums,
+    classification_metrics,
+    embed_episode,
+    frozen_forward,
+    one_hot,
+    task_ways,
+)
+from fewshot.data.episode import Episode
+from fewshot.nn.backbones import conv_block
+
+AGGREGATES = ("sum", "mean")
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU())
+
+
+class Conv4Maps(nn.Sequential):
+    """The paper's embedding module: 4 x conv3x3(hidden)-BN-ReLU, 2x2 max-pooling after
+    the first two blocks only, no flatten: [B, C, H, W] -> [B, hidden, H//4, W//4]
+    (28x28 -> 7x7, 84x84 -> 21x21). ``out_shape`` is the feature-map shape.
+    (Padding 1 in every block, like ``fewshot.nn.Conv4``; the paper's code leaves the
+    first two unpadded.)"""
+
+    def __init__(self, in_channels: int = 1, hidden: int = 64, image_size: int | Sequence[int] = 28) -> None:
+        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if min(h, w) < 4:
+            raise ValueError(f"Conv4Maps needs images of at least 4x4, got {h}x{w}")
+        super().__init__(
+            conv_block(in_channels, hidden),
+            conv_block(hidden, hidden),
+            _conv_bn_relu(hidden, hidden),
+            _conv_bn_relu(hidden, hidden),
+        )
+        self.out_shape = (hidden, h // 4, w // 4)
+
+
+class RelationModule(nn.Module):
+    """The paper's relation module for pairs of feature maps [P, 2C, h, w] -> scores [P] in [0, 1]:
+    2 x conv3x3(hidden)-BN-ReLU-maxpool2 (pooling skipped where the map is already 1 wide),
+    then FC(units)-ReLU-FC(1)-sigmoid."""
+
+    def __init__(self, feature_shape: Sequence[int], hidden: int = 64, units: int = 8) -> None:
+        super().__init__()
+        c, h, w = feature_shape
+        layers: list[nn.Module] = []
+        for i in range(2):
+            layers.append(_conv_bn_relu(2 * c if i == 0 else hidden, hidden))
+            if min(h, w) >= 2:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+        self.convs = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(hidden * h * w, units), nn.ReLU(), nn.Linear(units, 1))
+
+    def forward(self, pairs: Tensor) -> Tensor:
+        return torch.sigmoid(self.fc(self.convs(pairs))).squeeze(-1)  # [P]
+
+
+class RelationNet(Algorithm):
+    """Scores each (class, query) pair with a learned relation module; trained with MSE
+    of the scores against one-hot targets, as in the paper. ``logits`` are the scores.
+
+    The encoder must produce feature maps [M, C, h, w] (e.g. ``Conv4Maps``, not the
+    flattening ``fewshot.nn.Conv4``). A class's map is the ``aggregate`` ("sum", the
+    paper's choice for K > 1, or "mean") of its support maps; it is concatenated along
+    channels with each query's map (class first, then query) and scored.
+
+    Without ``relation_module`` the paper's module is built for ``feature_shape`` (C, h, w),
+    which defaults to ``encoder.out_shape``.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        relation_module: nn.Module | None = None,
+        *,
+        feature_shape: Sequence[int] | None = None,
+        aggregate: str = "sum",
+    ) -> None:
+        super().__init__()
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"unknown aggregate {aggregate!r}; valid: {', '.join(AGGREGATES)}")
+        if relation_module is None:
+            feature_shape = feature_shape if feature_shape is not None else getattr(encoder, "out_shape", None)
+            if feature_shape is None or len(feature_shape) != 3:
+                raise ValueError(
+                    "RelationNet needs feature maps: pass feature_shape=(C, h, w), an encoder with "
+                    "out_shape (e.g. Conv4Maps), or a relation_module"
+                )
+            relation_module = RelationModule(feature_shape)
+        self.encoder = encoder
+        self.relation = relation_module
+        self.aggregate = aggregate
+
+    def class_maps(self, support_z: Tensor, support_y: Tensor, ways: int) -> Tensor:
+        """Support maps [B, S, C, h, w] -> one map per class [B, N, C, h, w]."""
+        if self.aggregate == "mean":
+            return class_means(support_z, support_y, ways)
+        return class_sums(support_z, support_y, ways)[0]
+
+    def scores(
+        self, support_z: Tensor, support_y: Tensor, query_z: Tensor, ways: int, relation: Callable | None = None
+    ) -> Tensor:
+        """Relation scores [B, Q, N] in [0, 1] for maps [B, S, C, h, w] and queries [B, Q, C, h, w].
+        ``relation`` replaces ``self.relation`` for the call (``adapt`` passes a buffer-safe one)."""
+        if support_z.dim() != 5:
+            raise ValueError(f"RelationNet needs encoder feature maps [M, C, h, w], got {tuple(support_z.shape[1:])}")
+        classes = self.class_maps(support_z, support_y, ways)  # [B, N, C, h, w]
+        b, q, n = query_z.shape[0], query_z.shape[1], classes.shape[1]
+        left = classes[:, None].expand(b, q, *classes.shape[1:])  # [B, Q, N, C, h, w]
+        right = query_z[:, :, None].expand(b, q, n, *query_z.shape[2:])  # [B, Q, N, C, h, w]
+        pairs = torch.cat([left, right], dim=3)  # [B, Q, N, 2C, h, w]
+        return (relation or self.relation)(pairs.flatten(0, 2)).view(b, q, n)
+
+    def logits(self, episode: Episode) -> Tensor:
+        """Relation scores [B, N*Q, N] of every task of ``episode``."""
+        support_z, query_z = embed_episode(self.encoder, episode)
+        return self.scores(support_z, episode.support_y, query_z, episode.ways)
+
+    def meta_loss(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
+        scores = self.logits(episode)  # [B, NQ, N]
+        loss = F.mse_loss(scores, one_hot(episode.query_y, scores.shape[-1], scores.dtype))
+        return loss, classification_metrics(loss, scores, episode.query_y)
+
+    def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
+        ways = task_ways(support_y)
+        with torch.no_grad():
+            support_z = frozen_forward(self.encoder, support_x)[None]  # [1, NK, C, h, w]
+
+        def predict(query_x: Tensor) -> Tensor:
+            with torch.no_grad():
+                query_z = frozen_forward(self.encoder, query_x)[None]  # [1, Q, C, h, w]
+                relation = partial(frozen_forward, self.relation)
+                return self.scores(support_z, support_y[None], query_z, ways, relation)[0]  # [Q, N]
+
+        return predict
+

@@ -1,0 +1,116 @@
+"""The Python API: pick an algorithm by name, meta-train, evaluate, deploy, save, load.
+
+    learner = Learner("protonet", dataset="glyphs", steps=2000)
+    learner.fit()
+    print(learner.evaluate())                 # 600 test episodes, mean and 95% CI
+    predict = learner.deploy(support_x, support_y)
+    logits = predict(query_x)
+    learner.save("my-learner"); Learner.load("my-learner")
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from fewshot.algorithms.base import Algorithm, Predictor
+from fewshot.data.registry import get_dataset
+from fewshot.engine.checkpoint import save_checkpoint
+from fewshot.engine.config import TrainConfig, load_config
+from fewshot.engine.evaluate import EvalResult, evaluate
+from fewshot.engine.train import Trainer, TrainResult
+from fewshot.registry import build_algorithm, check_names, learner_spec, load_learner
+
+
+class Learner:
+    """A meta-learner and the data settings it is trained and evaluated with.
+
+    ``settings`` are ``TrainConfig`` fields (``ways``, ``shots``, ``steps``, ``lr``,
+    ``algorithm_options``...); ``config`` a preset name or YAML/TOML file applied first.
+    """
+
+    def __init__(self, algorithm: str | None = None, dataset: str | None = None, *, config: str | None = None,
+                 **settings):
+        self.config: TrainConfig = load_config(config, algorithm=algorithm, dataset=dataset, **settings)
+        check_names(self.config)
+        self.metadata: dict | None = None
+        self._algorithm: Algorithm | None = None
+
+    # -- data -----------------------------------------------------------------------------
+    def dataset(self, split: str):
+        c = self.config
+        return get_dataset(c.dataset, root=c.data_root, split=split, **c.dataset_options)
+
+    @cached_property
+    def train_data(self):
+        return self.dataset(self.config.train_split)
+
+    # -- the learner ------------------------------------------------------------------------
+    @property
+    def algorithm(self) -> Algorithm:
+        if self._algorithm is None:
+            spec = learner_spec(self.config, self.train_data)
+            self.metadata = {
+                "algorithm": spec["algorithm"],
+                "learner": spec,
+                "preprocessing": getattr(self.train_data, "preprocessing", None),
+                "data": {"dataset": self.config.dataset, "dataset_options": self.config.dataset_options,
+                         "ways": self.config.ways, "shots": self.config.shots},
+            }
+            torch.manual_seed(self.config.seed)
+            self._algorithm = build_algorithm(spec)
+        return self._algorithm
+
+    def fit(self, resume: bool = False, callback=None) -> TrainResult:
+        """Meta-train into ``config.out``; validation and test splits are used when the dataset has them."""
+        c = self.config
+        algorithm = self.algorithm
+        transform = None
+        if c.augment:
+            from fewshot.data.transforms import default_augmentation
+
+            transform = default_augmentation()
+        trainer = Trainer(c, algorithm, self.train_data, self._optional(c.val_split), self._optional(c.test_split),
+                          metadata=self.metadata, transform=transform, resume=resume)
+        return trainer.fit(callback=callback)
+
+    def _optional(self, split: str):
+        if split in (None, "", "none"):
+            return None
+        return self.dataset(split)
+
+    def evaluate(self, dataset=None, *, split: str | None = None, ways: int | None = None, shots: int | None = None,
+                 queries: int | None = None, episodes: int = 600, seed: int = 0) -> EvalResult:
+        """The field's protocol on held-out tasks (the config's test split by default)."""
+        data = dataset if dataset is not None else self.dataset(split or self.config.test_split)
+        w, k, q = self.config.eval_shape
+        return evaluate(self.algorithm, data, ways or w, shots or k, queries or q, episodes=episodes, seed=seed)
+
+    def deploy(self, support_x, support_y) -> Predictor:
+        """Adapt to one new task (support_x [S, ...], support_y [S] in 0..N-1): a predictor of logits."""
+        algorithm = self.algorithm.eval()
+        predictor = algorithm.adapt(torch.as_tensor(support_x), torch.as_tensor(support_y))
+
+        def predict(query_x):
+            with torch.no_grad():
+                return predictor(torch.as_tensor(query_x))
+
+        return predict
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def save(self, path) -> Path:
+        algorithm = self.algorithm
+        return save_checkpoint(path, algorithm.state_dict(), {**self.metadata, "config": self.config.to_dict()})
+
+    @classmethod
+    def load(cls, path) -> Learner:
+        algorithm, meta = load_learner(path)
+        learner = cls(**{k: v for k, v in meta.get("config", {}).items()}) if meta.get("config") else cls()
+        learner._algorithm, learner.metadata = algorithm, meta
+        return learner
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"Learner({c.algorithm!r}, dataset={c.dataset!r}, backbone={c.backbone!r}, {c.ways}-way {c.shots}-shot)"

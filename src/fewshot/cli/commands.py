@@ -1,0 +1,165 @@
+"""What each ``fewshot`` sub-command does; ``main`` turns their errors into one line each."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+from fewshot.engine.config import list_presets, parse_assignment
+
+TRAIN_FLAGS = ("algorithm", "dataset", "data_root", "backbone", "ways", "shots", "queries", "meta_batch", "steps",
+               "lr", "device", "seed", "out", "test_episodes")
+
+
+def train(args) -> int:
+    from fewshot.api import Learner
+
+    overrides = {k: getattr(args, k) for k in TRAIN_FLAGS}
+    for text in args.set:
+        key, value = parse_assignment(text)
+        head, _, option = key.partition(".")
+        if option:
+            overrides.setdefault(head, {})[option] = value
+        else:
+            overrides[key] = value
+    if args.quiet:
+        overrides["quiet"] = True
+    learner = Learner(config=args.config, **overrides)
+    result = learner.fit(resume=args.resume)
+    if not result.writer:  # torchrun: rank 0 alone reports
+        return 130 if result.interrupted else 0
+    from fewshot.engine.plots import plot_run
+
+    curves = plot_run(result.run_dir) if (result.run_dir / "metrics.jsonl").exists() and result.step >= 1 else None
+    print(f"run folder: {result.run_dir}" + (f" (curves: {curves.name})" if curves else ""))
+    if result.interrupted:
+        print(f"interrupted at step {result.step}; resume with: fewshot train --resume --out {result.run_dir}")
+        return 130
+    if result.test is not None:
+        w, k, _ = learner.config.eval_shape
+        print(f"held-out {w}-way {k}-shot {learner.config.dataset} ({learner.config.test_split}): {result.test}")
+    return 0
+
+
+def _eval_dataset(args, meta: dict):
+    """The dataset ``evaluate`` runs on: the flags, else the training run's test split."""
+    from fewshot.data.registry import get_dataset
+
+    config = meta.get("config", {})
+    name = args.dataset or config.get("dataset")
+    root = args.data_root or (config.get("data_root") if name == config.get("dataset") else None)
+    if name == config.get("dataset"):
+        options = dict(config.get("dataset_options", {}))
+    else:  # another dataset: feed it at the learner's resolution
+        size = (meta.get("preprocessing") or {}).get("image_size")
+        options = {"image_size": size} if size else {}
+        if name == "image-folder":
+            options["channels"] = meta["preprocessing"]["channels"]
+    split = args.split or config.get("test_split", "test")
+    return name, get_dataset(name, root=root, split=split, **options)
+
+
+def evaluate(args) -> int:
+    from fewshot.engine.evaluate import evaluate as run_protocol
+    from fewshot.engine.evaluate import evaluate_episodes
+    from fewshot.registry import load_learner
+
+    algorithm, meta = load_learner(args.checkpoint)
+    algorithm.to(args.device)
+    name, data = _eval_dataset(args, meta)
+    config = meta.get("config", {})
+    if name == "omniglot-runs":
+        result = evaluate_episodes(algorithm, (e.to(args.device) for e in data.episodes()), ways=20, shots=1,
+                                   queries=1)
+        out = {"accuracy": result.mean, "ci95": result.ci95, "episodes": result.episodes, "ways": 20, "shots": 1,
+               "runs": len(data), "error": 1 - result.mean}
+    else:
+        ways = args.ways or config.get("test_ways") or config.get("ways", 5)
+        shots = args.shots or config.get("test_shots") or config.get("shots", 1)
+        queries = args.queries or config.get("test_queries") or config.get("queries", 15)
+        result = run_protocol(algorithm, data, ways, shots, queries, episodes=args.episodes, seed=args.seed,
+                              device=args.device)
+        out = {result.metric: result.mean, "ci95": result.ci95, "episodes": result.episodes, "ways": ways,
+               "shots": shots, "queries": queries}
+    out.update(dataset=name, seed=args.seed, checkpoint=str(args.checkpoint))
+    if args.json:
+        print(json.dumps(out))
+    elif name == "omniglot-runs":
+        print(f"{name}: {result} over {out['runs']} runs; error rate {100 * out['error']:.2f}%")
+    else:
+        print(f"{name} {out['ways']}-way {out['shots']}-shot: {result}")
+    return 0
+
+
+def _image_files(folder: Path) -> list[Path]:
+    from fewshot.data.images import is_hidden
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name))
+
+
+def predict(args) -> int:
+    from fewshot.deploy import Deployment
+
+    support_dir, query_dir = Path(args.support), Path(args.query)
+    for folder in (support_dir, query_dir):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder")
+    deployment = Deployment.load(args.checkpoint)
+    load = lambda p: deployment.decode(p.read_bytes(), str(p))  # noqa: E731
+    support, labels = [], []
+    for class_dir in sorted(p for p in support_dir.iterdir() if p.is_dir()):
+        files = _image_files(class_dir)
+        if not files:
+            raise ValueError(f"{class_dir}: empty class folder")
+        support += [load(p) for p in files]
+        labels += [class_dir.name] * len(files)
+    if not support:
+        raise ValueError(f"{support_dir}: expected one sub-folder of images per class, found none")
+    queries = _image_files(query_dir)
+    if not queries:
+        raise ValueError(f"{query_dir}: no query images")
+    prediction = deployment.predict(support, labels, [load(p) for p in queries])
+    rows = [{"file": str(p), "class": c, "probability": round(prob, 6)}
+            for p, (c, prob) in zip(queries, prediction.best())]
+    if args.json:
+        print(json.dumps({"classes": prediction.classes, "predictions": rows}))
+    else:
+        width = max(len(r["file"]) for r in rows)
+        for r in rows:
+            print(f"{r['file']:<{width}}  {r['class']}  {r['probability']:.3f}")
+    return 0
+
+
+def serve(args) -> int:
+    import os
+
+    try:
+        from fewshot.serve import run_server
+    except ImportError as e:
+        raise ValueError(f"the service needs the serve extra: pip install 'fewshot[serve]' ({e})") from None
+    with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as e:
+            raise OSError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    run_server(args.checkpoint, host=args.host, port=args.port, api_key=args.api_key or os.environ.get("FEWSHOT_API_KEY"))
+    return 0
+
+
+def list_names(args) -> int:
+    from fewshot.data.registry import DATASETS
+    from fewshot.nn import BACKBONES
+    from fewshot.registry import ALGORITHMS
+
+    for title, names in [("algorithms", ALGORITHMS), ("backbones", sorted(BACKBONES)),
+                         ("datasets", sorted(DATASETS)), ("presets", list_presets())]:
+        print(f"{title}: {', '.join(names)}")
+    return 0
+
+
+def plot(args) -> int:
+    from fewshot.engine.plots import plot_run
+
+    print(plot_run(args.run_dir, args.out))
+    return 0

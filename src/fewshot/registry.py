@@ -1,0 +1,130 @@
+"""Names -> learners: how the CLI, the service and the Python API build an algorithm.
+
+A *learner spec* is a plain dict (stored in every checkpoint) from which
+``build_algorithm`` rebuilds the same module: algorithm and backbone names, their
+settings, and what the data looks like (input shape, ways, task kind).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from fewshot.algorithms.base import Algorithm
+from fewshot.engine.checkpoint import CheckpointError, load_state, read_checkpoint
+
+GRADIENT = ("maml", "fomaml", "anil", "metasgd", "reptile")
+METRIC = ("protonet", "matching", "relation")
+ALGORITHMS = (*METRIC, *GRADIENT, "finetune")
+
+
+def _encoder(spec: dict, num_classes: int | None = None) -> nn.Module:
+    from fewshot.nn import get_backbone
+
+    name, options, shape = spec["backbone"], dict(spec.get("backbone_options", {})), spec["input_shape"]
+    if name == "mlp":
+        options.setdefault("in_features", int(_prod(shape)))
+    else:
+        if len(shape) != 3:
+            raise ValueError(f"backbone {name!r} needs images [C, H, W], but the data has shape {shape}")
+        options.setdefault("in_channels", shape[0])
+        if name == "conv4":
+            options.setdefault("image_size", shape[-1])
+    return get_backbone(name, num_classes=num_classes, **options)
+
+
+def _prod(shape) -> int:
+    out = 1
+    for s in shape:
+        out *= s
+    return out
+
+
+def build_algorithm(spec: dict) -> Algorithm:
+    """A freshly initialised algorithm from a learner spec (see ``learner_spec``)."""
+    name, options = spec["algorithm"], dict(spec.get("algorithm_options", {}))
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; valid names: {', '.join(ALGORITHMS)}")
+    if name in GRADIENT:
+        from fewshot.algorithms import gradient
+
+        outputs = spec["ways"] if spec["task"] == "classification" else spec["target_dim"]
+        model = _encoder(spec, num_classes=outputs)
+        cls = {"maml": gradient.MAML, "fomaml": gradient.FOMAML, "anil": gradient.ANIL,
+               "metasgd": gradient.MetaSGD, "reptile": gradient.Reptile}[name]
+        return cls(model, task=spec["task"], **options)
+    if spec["task"] != "classification":
+        raise ValueError(f"{name} is a classification method; use a gradient-based method for regression")
+    if name == "relation":
+        from fewshot.algorithms.metric import RelationNet
+        from fewshot.algorithms.metric.relation import Conv4Maps
+
+        if spec["backbone"] != "conv4":
+            raise ValueError("relation uses the paper's Conv4 feature maps; set backbone to conv4")
+        shape = spec["input_shape"]
+        return RelationNet(Conv4Maps(shape[0], image_size=shape[-1], **spec.get("backbone_options", {})), **options)
+    encoder = _encoder(spec)
+    if name == "protonet":
+        from fewshot.algorithms.metric import ProtoNet
+
+        return ProtoNet(encoder, **options)
+    if name == "matching":
+        from fewshot.algorithms.metric import MatchingNet
+
+        return MatchingNet(encoder, **options)
+    from fewshot.algorithms.baseline import FineTune
+
+    return FineTune(encoder, num_classes=spec["num_train_classes"], **options)
+
+
+def check_names(config) -> None:
+    """Unknown algorithm, backbone or dataset names fail before any data is loaded."""
+    from fewshot.data.registry import DATASETS
+    from fewshot.nn import BACKBONES
+
+    for kind, name, valid in [("algorithm", config.algorithm, ALGORITHMS), ("backbone", config.backbone, BACKBONES),
+                              ("dataset", config.dataset, DATASETS)]:
+        if name not in valid:
+            raise ValueError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")
+
+
+def learner_spec(config, dataset) -> dict:
+    """The spec of ``config``'s learner for data shaped like ``dataset``'s."""
+    if hasattr(dataset, "sample_tasks"):  # a regression task family
+        episode = dataset.sample_tasks(1, 1, 1, _generator())
+        input_shape, task, target_dim = list(episode.support_x.shape[2:]), "regression", episode.support_y.shape[-1]
+    else:
+        input_shape, task, target_dim = list(dataset[0][0].shape), "classification", None
+    return {
+        "algorithm": config.algorithm,
+        "algorithm_options": dict(config.algorithm_options),
+        "backbone": config.backbone,
+        "backbone_options": dict(config.backbone_options),
+        "input_shape": input_shape,
+        "ways": config.ways,
+        "task": task,
+        "target_dim": target_dim,
+        "num_train_classes": getattr(dataset, "num_classes", 0),
+    }
+
+
+def _generator():
+    import torch
+
+    return torch.Generator().manual_seed(0)
+
+
+def load_learner(path) -> tuple[Algorithm, dict]:
+    """The algorithm stored in a checkpoint folder (or a run folder holding ``checkpoint/``)."""
+    path = Path(path)
+    if (path / "checkpoint").is_dir() and not (path / "checkpoint.json").exists():
+        path = path / "checkpoint"
+    meta, state = read_checkpoint(path)
+    spec = meta.get("learner")
+    if not isinstance(spec, dict) or spec.get("algorithm") != meta["algorithm"]:
+        raise CheckpointError(f"{path}: metadata lacks a learner spec matching algorithm {meta['algorithm']!r}")
+    algorithm = build_algorithm(spec)
+    load_state(algorithm, state, path)
+    algorithm.eval()
+    return algorithm, meta

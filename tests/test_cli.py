@@ -1,0 +1,117 @@
+import json
+import shutil
+
+import pytest
+
+from fewshot.cli import main
+from images import draw, make_tree
+
+import numpy as np
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A ProtoNet checkpoint trained for a few steps on a tree of drawn shapes."""
+    root = tmp_path_factory.mktemp("cli")
+    data = make_tree(root / "shapes")
+    out = root / "run"
+    code = main(["train", "--dataset", "image-folder", "--data-root", str(data), "--ways", "3", "--shots", "1",
+                 "--queries", "2", "--steps", "6", "--out", str(out), "--quiet", "--test-episodes", "20",
+                 "--set", "dataset_options.image_size=28", "--set", "dataset_options.channels=1",
+                 "--set", "val_every=3", "--set", "val_episodes=10", "--set", "tensorboard=false"])
+    assert code == 0
+    return root, data, out
+
+
+def test_train_writes_run_folder(trained, capsys):
+    _, _, out = trained
+    assert {"config.json", "metrics.jsonl", "checkpoint", "last", "result.json", "curves.png"} <= {
+        p.name for p in out.iterdir()}
+
+
+def test_evaluate_json_is_reproducible(trained, capsys):
+    _, data, out = trained
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "checkpoint"), "--episodes", "30", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "ci95", "episodes", "ways", "shots"} <= set(first)
+    assert first["episodes"] == 30 and first["ways"] == 3 and 0 <= first["accuracy"] <= 1
+    assert main(["evaluate", str(out), "--episodes", "30", "--json"]) == 0  # a run folder works too
+    again = json.loads(capsys.readouterr().out)
+    assert again.pop("checkpoint") != first.pop("checkpoint") and again == first
+
+
+def test_predict(trained, capsys, tmp_path):
+    _, data, out = trained
+    support = tmp_path / "support"
+    for shape in ("circle", "cross", "hline"):
+        (support / shape).mkdir(parents=True)
+        shutil.copy(data / shape / "0.png", support / shape / "a.png")
+    query = tmp_path / "query"
+    query.mkdir()
+    for shape in ("circle", "cross"):
+        shutil.copy(data / shape / "0.png", query / f"{shape}.png")  # the support image itself
+    capsys.readouterr()
+    assert main(["predict", str(out / "checkpoint"), "--support", str(support), "--query", str(query), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["classes"] == ["circle", "cross", "hline"]
+    by_file = {p["file"].rsplit("/", 1)[1]: p for p in result["predictions"]}
+    assert by_file["circle.png"]["class"] == "circle" and by_file["cross.png"]["class"] == "cross"
+    assert all(0 < p["probability"] <= 1 for p in result["predictions"])
+
+
+def test_predict_refuses_one_class_and_bad_images(trained, capsys, tmp_path):
+    _, data, out = trained
+    support = tmp_path / "support"
+    (support / "circle").mkdir(parents=True)
+    shutil.copy(data / "circle" / "0.png", support / "circle" / "a.png")
+    query = tmp_path / "query"
+    query.mkdir()
+    shutil.copy(data / "circle" / "1.png", query / "q.png")
+    assert main(["predict", str(out / "checkpoint"), "--support", str(support), "--query", str(query)]) == 2
+    assert "at least 2 classes" in capsys.readouterr().err
+    (support / "cross").mkdir()
+    draw("cross", np.random.default_rng(0)).save(support / "cross" / "b.png")
+    (query / "notes.png").write_text("not an image")
+    assert main(["predict", str(out / "checkpoint"), "--support", str(support), "--query", str(query)]) == 2
+    err = capsys.readouterr().err
+    assert "notes.png" in err and "not a readable image" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "--algorithm", "nope"], "unknown algorithm 'nope'; valid names: "),
+    (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'; valid names: "),
+    (["train", "--dataset", "omniglot", "--data-root", "/nonexistent/omniglot"], "/nonexistent/omniglot"),
+    (["train", "--set", "bogus=1"], "unknown setting(s) bogus"),
+    (["evaluate", "/nonexistent/ckpt"], "no checkpoint folder"),
+    (["plot", "/nonexistent/run"], "no metrics here"),
+])
+def test_bad_input_gives_one_clear_line(argv, message, capsys, tmp_path):
+    assert main(argv + (["--out", str(tmp_path / "o")] if argv[0] == "train" else [])) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_damaged_or_foreign_checkpoint(trained, capsys, tmp_path):
+    _, _, out = trained
+    copy = tmp_path / "ck"
+    shutil.copytree(out / "checkpoint", copy)
+    meta = json.loads((copy / "checkpoint.json").read_text())
+    meta["learner"]["algorithm"] = meta["algorithm"] = "maml"  # claims another algorithm
+    (copy / "checkpoint.json").write_text(json.dumps(meta))
+    assert main(["evaluate", str(copy), "--episodes", "2"]) == 2
+    assert "weights do not fit" in capsys.readouterr().err
+    (copy / "model.safetensors").write_bytes(b"\0" * 100)
+    assert main(["evaluate", str(copy), "--episodes", "2"]) == 2
+    assert "SHA-256" in capsys.readouterr().err
+
+
+def test_list_and_plot(trained, capsys):
+    _, _, out = trained
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "protonet" in listed and "maml" in listed and "conv4" in listed and "omniglot" in listed
+    (out / "curves.png").unlink()
+    assert main(["plot", str(out)]) == 0
+    assert (out / "curves.png").stat().st_size > 1000
