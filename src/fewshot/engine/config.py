@@ -38,6 +38,7 @@ class TrainConfig:
     test_shots: int | None = None
     test_queries: int | None = None
     meta_batch: int = 1
+    batch_size: int = 128  # examples per step for supervised pre-training (the FineTune baseline)
     augment: bool = False
     # optimisation
     steps: int = 1000
@@ -96,18 +97,43 @@ def list_presets() -> list[str]:
     return sorted(p.name.rsplit(".", 1)[0] for p in presets_dir().iterdir() if p.name.endswith((".yaml", ".toml")))
 
 
-def read_settings(name_or_path: str) -> dict:
-    """Settings of a preset name (see ``list_presets``) or a YAML / TOML file."""
+def read_settings(name_or_path: str, _seen: tuple = ()) -> dict:
+    """Settings of a preset name (see ``list_presets``) or a YAML / TOML file.
+
+    A file may start from another with ``base: NAME`` (a preset name or a path);
+    its own settings win, and ``*_options`` mappings are merged key by key."""
     path = Path(name_or_path)
-    if not path.exists():
+    if not path.is_file():
         for suffix in (".yaml", ".toml"):
             candidate = presets_dir() / f"{name_or_path}{suffix}"
             if candidate.is_file():
-                return _parse(candidate.read_text(), candidate.name)
-        raise FileNotFoundError(
-            f"config {name_or_path!r} is neither a file nor a preset; presets: {', '.join(list_presets())}"
-        )
-    return _parse(path.read_text(), str(path))
+                path = candidate
+                break
+        else:
+            raise FileNotFoundError(
+                f"config {name_or_path!r} is neither a file nor a preset; presets: {', '.join(list_presets())}"
+            )
+    values = _parse(path.read_text(), str(name_or_path))
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    sibling = path.parent / str(base)  # a base next to the file wins over a preset of that name
+    base_path = str(sibling.resolve()) if sibling.is_file() else str(base)
+    seen = (*_seen, str(path.resolve()))
+    if base_path in seen or str(base) in seen:
+        raise ValueError(f"{name_or_path}: presets form a cycle through {base!r}")
+    return merge(read_settings(base_path, seen), values)
+
+
+def merge(values: dict, overrides: dict) -> dict:
+    """``overrides`` on top of ``values``; ``*_options`` mappings merge key by key."""
+    out = dict(values)
+    for key, value in overrides.items():
+        if key.endswith("_options") and isinstance(value, dict):
+            out[key] = {**out.get(key, {}), **value}
+        else:
+            out[key] = value
+    return out
 
 
 def _parse(text: str, name: str) -> dict:
@@ -123,13 +149,7 @@ def _parse(text: str, name: str) -> dict:
 def load_config(name_or_path: str | None = None, **overrides) -> TrainConfig:
     """Defaults, then a preset or file, then overrides (``None`` values are ignored)."""
     values = read_settings(name_or_path) if name_or_path else {}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key.endswith("_options") and isinstance(value, dict):
-            values[key] = {**values.get(key, {}), **value}
-        else:
-            values[key] = value
+    values = merge(values, {k: v for k, v in overrides.items() if v is not None})
     return from_dict(values, source=name_or_path or "settings")
 
 

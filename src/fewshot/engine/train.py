@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from fewshot.data.episode import Episode
 from fewshot.data.sampler import EpisodeSampler
@@ -110,17 +110,36 @@ class Trainer:
                                 resume_step=self.step if resume else None)
 
     # -- one step -------------------------------------------------------------------------
-    def train_step(self, episode: Episode) -> dict[str, float]:
-        self.algorithm.train()
-        episode = episode.split(self.world.size)[self.world.rank] if self.world.size > 1 else episode
-        episode = episode.to(self.device, non_blocking=True)
-        if self.transform is not None:
-            from fewshot.data.transforms import augment_episode
+    @property
+    def supervised(self) -> bool:
+        """Algorithms with ``supervised_loss`` (FineTune) pre-train on batches with global labels."""
+        return hasattr(self.algorithm, "supervised_loss") and hasattr(self.train_data, "labels")
 
-            episode = augment_episode(episode, self.transform, self.augment_generator)
+    def next_batch(self) -> Episode | tuple[Tensor, Tensor]:
+        c = self.config
+        if not self.supervised:
+            return self.sampler.sample(c.meta_batch)
+        index = torch.randint(len(self.train_data), (c.batch_size,), generator=self.sampler.generator)
+        return self.train_data.gather(index), self.train_data.labels[index]
+
+    def train_step(self, batch: Episode | tuple[Tensor, Tensor]) -> dict[str, float]:
+        self.algorithm.train()
         amp = self.config.amp and self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss, metrics = self.algorithm.meta_loss(episode)
+        if isinstance(batch, Episode):
+            episode = batch.split(self.world.size)[self.world.rank] if self.world.size > 1 else batch
+            episode = episode.to(self.device, non_blocking=True)
+            if self.transform is not None:
+                from fewshot.data.transforms import augment_episode
+
+                episode = augment_episode(episode, self.transform, self.augment_generator)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                loss, metrics = self.algorithm.meta_loss(episode)
+        else:
+            x, y = (t.tensor_split(self.world.size)[self.world.rank].to(self.device) for t in batch)
+            if self.transform is not None:
+                x = self.transform(x, self.augment_generator)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                loss, metrics = self.algorithm.supervised_loss(x, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"meta-loss became {float(loss)} at step {self.step}; lower lr or clip gradients")
         self.optimizer.zero_grad(set_to_none=True)
@@ -143,7 +162,7 @@ class Trainer:
         restore = _stop_on_sigint(self)
         try:
             while self.step < c.steps and not self.stop_requested:
-                metrics = self.train_step(self.sampler.sample(c.meta_batch))
+                metrics = self.train_step(self.next_batch())
                 self.step += 1
                 progress.update(self.step, metrics)
                 if self.step % c.log_every == 0 or self.step == c.steps:
