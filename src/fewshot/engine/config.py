@@ -41,19 +41,20 @@ class TrainConfig:
     batch_size: int = 128  # examples per step for supervised pre-training (the FineTune baseline)
     augment: bool = False
     # optimisation
-    steps: int = 1000
+    steps: int = 2500
     optimizer: str = "adam"  # adam | sgd
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
-    schedule: str = "constant"  # constant | cosine | step
+    schedule: str = "cosine"  # constant | cosine | step
     step_size: int = 0  # for schedule=step: decay every step_size steps (0: steps // 4)
     gamma: float = 0.5
     warmup: int = 0
     grad_clip: float | None = None
     amp: bool = False  # mixed precision (bfloat16 autocast), GPU only
+    channels_last: bool = True  # conv weights in NHWC: ~1.5x faster Conv4 steps on CPU
     # validation, testing, stopping
-    val_every: int = 250
+    val_every: int = 500
     val_episodes: int = 200
     test_episodes: int = 600
     patience: int | None = None  # validations without improvement before stopping

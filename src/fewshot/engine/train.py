@@ -92,6 +92,8 @@ class Trainer:
             raise ValueError(f"meta_batch {config.meta_batch} does not split over {self.world.size} processes")
         torch.manual_seed(config.seed)
         self.algorithm = algorithm.to(self.device)
+        if config.channels_last:
+            self.algorithm.to(memory_format=torch.channels_last)  # changes 4-d tensors only
         self.train_data, self.val_data, self.test_data = (_to_device(d, self.device) for d in (train_data, val_data, test_data))
         self.sampler = EpisodeSampler(self.train_data, config.ways, config.shots, config.queries, seed=config.seed)
         self.augment_generator = torch.Generator().manual_seed(config.seed + 1)
@@ -101,6 +103,7 @@ class Trainer:
         self.step, self.best_step, self.best_val, self.stale = 0, None, None, 0
         self.stop_requested = False
         self.best_state: dict | None = None  # weights of the best validation, kept for the final test
+        self.log_window: list[dict] = []  # training metrics since the last metrics.jsonl record
         if resume:
             self._restore(self.run_dir / "last")
         if self.world.is_writer:
@@ -158,15 +161,17 @@ class Trainer:
         """Train to ``config.steps``; ``callback(step, metrics)`` runs after every step."""
         c = self.config
         progress = Progress(self.step, c.steps, quiet=c.quiet, every=c.log_every * 10, enabled=self.world.is_writer)
-        interrupted = False
+        interrupted, window = False, self.log_window
         restore = _stop_on_sigint(self)
         try:
             while self.step < c.steps and not self.stop_requested:
                 metrics = self.train_step(self.next_batch())
                 self.step += 1
+                window.append(metrics)
                 progress.update(self.step, metrics)
-                if self.step % c.log_every == 0 or self.step == c.steps:
-                    self.logger.log(self.step, "train", metrics)
+                if self.step % c.log_every == 0 or self.step == c.steps:  # the mean since the last record
+                    self.logger.log(self.step, "train", {k: sum(m[k] for m in window) / len(window) for k in metrics})
+                    window.clear()
                 if self.val_data is not None and (self.step % c.val_every == 0 or self.step == c.steps):
                     if self._validate(progress):
                         progress.note(f"early stop at step {self.step}: no improvement in {c.patience} validations")
@@ -240,6 +245,7 @@ class Trainer:
             "best_step": self.best_step,
             "best_val": self.best_val,
             "stale": self.stale,
+            "log_window": self.log_window,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler_rng": self.sampler.generator.get_state(),
@@ -263,6 +269,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.best_step, self.best_val, self.stale = (
             state["step"], state["best_step"], state["best_val"], state["stale"])
+        self.log_window = state["log_window"]
         if self.best_step is not None:
             self.best_state = read_checkpoint(self.run_dir / "checkpoint")[1]
 
