@@ -15,7 +15,7 @@ def _isolated_cache(tmp_path_factory):
         os.environ["FEWSHOT_CACHE"] = os.environ["FEWSHOT_TEST_CACHE"]
     else:
         os.environ["FEWSHOT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(1)  # the suite is many small models: one thread each is fastest
 
 
 @pytest.fixture(scope="session")

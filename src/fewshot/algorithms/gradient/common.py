@@ -1,0 +1,224 @@
+"""What every gradient-based meta-learner shares: the functional forward, the inner
+loop on one task, the task axis, the BatchNorm policy, ``adapt`` and the metrics.
+
+BatchNorm (``bn``), the same in ``meta_loss`` and ``adapt``:
+
+- ``"batch"`` (default, the MAML convention): every forward normalises with the
+  statistics of the batch it sees - the task's support set in the inner loop, its
+  query set for the query predictions (transductive, as in MAML) - whatever the
+  module's train/eval mode. The running statistics are handed to
+  ``functional_call`` as ``None``, so they are never read nor written; nothing
+  in-place happens, which keeps ``vmap`` and ``torch.compile`` happy, and the
+  user's module is not modified. Under ``vmap`` these layers run as primitive ops
+  (``fewshot.functional.norm``), whose second derivatives are exact there.
+- ``"running"``: BatchNorm layers run as in eval mode (normalise with the module's
+  running statistics, never update them). Their ``training`` flags are switched off
+  for the duration of each call and restored afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fewshot.algorithms.base import Algorithm, Predictor
+from fewshot.data.episode import Episode
+from fewshot.functional import InnerOptimizer, TaskBatcher, bn_eval, call, detach, functional_buffers, inner_loop, sgd
+from fewshot.functional.batching import resolve_mode
+from fewshot.functional.norm import DecomposedBatchNorm
+from fewshot.functional.params import BN_MODES, Params
+
+TASKS = ("auto", "classification", "regression")
+
+
+class GradientAlgorithm(Algorithm):
+    """Abstract base of MAML, FOMAML, ANIL, Meta-SGD and Reptile.
+
+    model: the network, ``model(x [M, ...]) -> logits [M, N]`` (or values [M, D]).
+    inner_lr, inner_steps: the inner loop, plain SGD ``theta - inner_lr * grad``.
+    first_order: detach the inner gradients (FOMAML).
+    task: ``"classification"`` (cross-entropy, accuracy), ``"regression"`` (MSE) or
+        ``"auto"`` (regression when the targets are floats).
+    bn: ``"batch"`` or ``"running"`` (see the module docstring).
+    task_batching: ``"auto"`` (loop on CPU, vmap on accelerators), ``"vmap"``, ``"loop"``.
+    compile: wrap the per-task computation in ``torch.compile`` (``True`` or its options).
+    adapt_steps: inner steps at ``adapt`` time (default ``inner_steps``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.4,
+        inner_steps: int = 1,
+        *,
+        first_order: bool = False,
+        task: str = "auto",
+        bn: str = "batch",
+        task_batching: str = "auto",
+        compile: bool | dict = False,
+        adapt_steps: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(inner_steps, int) or inner_steps < 0:
+            raise ValueError(f"inner_steps must be a non-negative integer, got {inner_steps!r}")
+        if adapt_steps is not None and (not isinstance(adapt_steps, int) or adapt_steps < 0):
+            raise ValueError(f"adapt_steps must be a non-negative integer or None, got {adapt_steps!r}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        if bn not in BN_MODES:
+            raise ValueError(f"bn must be one of {BN_MODES}, got {bn!r}")
+        resolve_mode(task_batching, "cpu")
+        self.model = model
+        self.inner_lr, self.inner_steps, self.first_order = float(inner_lr), inner_steps, first_order
+        self.task, self.bn, self.task_batching = task, bn, task_batching
+        self.adapt_steps = adapt_steps
+        self._batcher = TaskBatcher(self._task, num_shared=1, mode=task_batching, compile=compile)
+
+    # -- pieces subclasses override -------------------------------------------------
+
+    def _is_fast(self, name: str) -> bool:
+        """Whether parameter ``name`` is adapted in the inner loop (default: all)."""
+        return True
+
+    def _optimizer(self, state: Mapping[str, Any]) -> InnerOptimizer:
+        return sgd(self.inner_lr)
+
+    def _embed(self, params: Params, buffers: Mapping, x: Tensor) -> Tensor:
+        """The part of the forward that the inner loop never changes (default: none)."""
+        return x
+
+    def _predict(self, params: Params, buffers: Mapping, z: Tensor) -> Tensor:
+        """The rest of the forward, from ``_embed``'s output to logits."""
+        return call(self.model, params, buffers, z)
+
+    def _extra_state(self, detached: bool) -> dict[str, Any]:
+        return {}
+
+    # -- the functional core ----------------------------------------------------------
+
+    def _state(self, detached: bool = False) -> dict[str, Any]:
+        """Everything a task needs besides its data: trainable and frozen parameters,
+        buffers under the BatchNorm policy, and subclass extras (Meta-SGD's rates)."""
+        params = {k: p for k, p in self.model.named_parameters()}
+        fast = {k: p for k, p in params.items() if p.requires_grad and self._is_fast(k)}
+        if not fast:
+            raise ValueError(f"{type(self).__name__}: no trainable parameters to adapt in the inner loop")
+        slow = {k: p for k, p in params.items() if k not in fast}
+        if detached:
+            fast, slow = detach(fast), detach(slow)
+        return {"fast": fast, "slow": slow, "buffers": functional_buffers(self.model, self.bn),
+                **self._extra_state(detached)}
+
+    def _bn_mode(self):
+        return bn_eval(self.model, enabled=self.bn == "running")
+
+    def _regression(self, y: Tensor) -> bool:
+        return self.task == "regression" or (self.task == "auto" and y.is_floating_point())
+
+    def _loss(self, prediction: Tensor, y: Tensor) -> Tensor:
+        if self._regression(y):
+            if prediction.numel() != y.numel():
+                raise ValueError(
+                    f"regression targets {tuple(y.shape)} do not match predictions {tuple(prediction.shape)}")
+            return F.mse_loss(prediction, y.reshape(prediction.shape).to(prediction.dtype))
+        return F.cross_entropy(prediction, y)
+
+    def _score(self, prediction: Tensor, y: Tensor) -> Tensor:
+        """Accuracy (classification) or MSE (regression), detached."""
+        prediction = prediction.detach()
+        if self._regression(y):
+            return F.mse_loss(prediction, y.reshape(prediction.shape).to(prediction.dtype))
+        return (prediction.argmax(-1) == y).to(prediction.dtype).mean()
+
+    def _inner(self, state: Mapping[str, Any], fast: Params, z: Tensor, y: Tensor, steps: int,
+               first_order: bool) -> tuple[Params, Tensor]:
+        """Adapt ``fast`` on one task's embedded support ``z`` [M, ...], labels ``y`` [M]."""
+        slow, buffers = state["slow"], state["buffers"]
+
+        def support_loss(f: Params, z: Tensor, y: Tensor) -> Tensor:
+            return self._loss(self._predict({**slow, **f}, buffers, z), y)
+
+        return inner_loop(support_loss, fast, z, y, steps=steps, optimizer=self._optimizer(state),
+                          first_order=first_order, engine=state.get("grad_engine", "func"))
+
+    def _task(self, state: Mapping[str, Any], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> dict[str, Tensor]:
+        """One task: adapt on the support set, score the query set at the adapted params.
+
+        sx [N*K, ...], sy [N*K], qx [N*Q, ...], qy [N*Q]
+        """
+        buffers, full = state["buffers"], {**state["slow"], **state["fast"]}
+        zs, zq = self._embed(full, buffers, sx), self._embed(full, buffers, qx)
+        adapted, losses = self._inner(state, state["fast"], zs, sy, self.inner_steps, self.first_order)
+        full = {**state["slow"], **adapted}
+        logits = self._predict(full, buffers, zq)  # [N*Q, N]
+        after = self._loss(self._predict(detach(full), buffers, zs.detach()), sy).detach()
+        return {
+            "loss": self._loss(logits, qy),
+            "score": self._score(logits, qy),
+            "support_before": losses[0] if len(losses) else after,
+            "support_after": after,
+            "logits": logits,
+        }
+
+    def _run(self, episode: Episode, state: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
+        """``_task`` over the episode's task axis; every output gets a leading [B]."""
+        state = self._state() if state is None else state
+        vmapped = resolve_mode(self.task_batching, episode.support_x.device) == "vmap"
+        if not vmapped and self._batcher.compile_options is None:
+            state = {**state, "grad_engine": "autograd"}  # same values, less overhead in an eager loop
+        with self._bn_mode(), DecomposedBatchNorm() if vmapped and self.bn == "batch" else nullcontext():
+            return self._batcher(state, episode.support_x, episode.support_y, episode.query_x, episode.query_y)
+
+    def _metrics(self, out: Mapping[str, Tensor], y: Tensor, **extra: Tensor) -> dict[str, float]:
+        names = {"loss": out["loss"], "mse" if self._regression(y) else "accuracy": out["score"],
+                 "support_loss_before": out["support_before"], "support_loss_after": out["support_after"]}
+        names.update(extra)
+        values = torch.stack([v.detach().float().mean() for v in names.values()]).tolist()
+        return dict(zip(names, values))
+
+    # -- the Algorithm interface --------------------------------------------------------
+
+    def meta_loss(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
+        """Mean over tasks of the query loss at the adapted parameters."""
+        out = self._run(episode)
+        loss = out["loss"].mean()
+        return loss, self._metrics(out, episode.query_y)
+
+    def query_predictions(self, episode: Episode) -> Tensor:
+        """The query logits [B, N*Q, N] at the adapted parameters, as ``meta_loss`` sees them."""
+        return self._run(episode)["logits"]
+
+    def adapted_params(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
+        """All of the model's parameters after the inner loop on one task (support_x
+        [N*K, ...], support_y [N*K]), detached; the ones the inner loop does not adapt
+        are the module's own tensors (detached views). ``steps`` defaults to
+        ``adapt_steps`` or ``inner_steps``. Works under ``torch.no_grad``."""
+        steps = steps if steps is not None else self.adapt_steps if self.adapt_steps is not None else self.inner_steps
+        state = {**self._state(detached=True), "grad_engine": "autograd"}
+        buffers, slow = state["buffers"], state["slow"]
+        with torch.enable_grad(), self._bn_mode():
+            zs = self._embed({**slow, **state["fast"]}, buffers, support_x)
+            adapted, _ = self._inner(state, state["fast"], zs, support_y, steps, first_order=True)
+        return {**slow, **detach(adapted)}
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Predictor:
+        """Run the inner loop on one task (support_x [N*K, ...], support_y [N*K]) and return
+        ``predictor(query_x [M, ...]) -> logits [M, N]`` over the adapted parameters
+        (:meth:`adapted_params`). The module's own parameters are never changed."""
+        params = self.adapted_params(support_x, support_y, steps)
+        buffers = functional_buffers(self.model, self.bn)
+
+        def predictor(query_x: Tensor) -> Tensor:
+            with self._bn_mode():
+                return self._predict(params, buffers, self._embed(params, buffers, query_x))
+
+        return predictor
+
+    def extra_repr(self) -> str:
+        return (f"inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, first_order={self.first_order}, "
+                f"task={self.task!r}, bn={self.bn!r}, task_batching={self.task_batching!r}")

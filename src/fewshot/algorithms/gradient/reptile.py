@@ -1,0 +1,82 @@
+"""Reptile (Nichol et al., 2018), driven by the same ``loss.backward(); opt.step()`` loop."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fewshot.algorithms.gradient.common import GradientAlgorithm
+from fewshot.data.episode import Episode
+from fewshot.functional import InnerOptimizer, adam, detach, sgd
+
+INNER_OPTIMIZERS = ("sgd", "adam")
+INNER_DATA = ("support", "support+query")
+
+
+class Reptile(GradientAlgorithm):
+    """Per task, train a copy of the parameters for ``inner_steps`` full-batch steps
+    (``inner_optimizer="sgd"`` with ``inner_lr``, or ``"adam"`` with ``adam_betas``,
+    (0, 0.999) as in the paper) to ``theta'``; the meta-update is
+    ``theta <- theta + eps * mean_tasks(theta' - theta)``.
+
+    ``meta_loss`` returns the surrogate ``mean_tasks 0.5 * ||theta - stopgrad(theta')||^2``
+    whose gradient is exactly ``mean_tasks(theta - theta')``, so a plain
+    ``torch.optim.SGD(lr=eps)`` step is the Reptile step (other optimizers then see the
+    Reptile direction as their gradient, as in the paper's Adam outer loop).
+
+    ``inner_data``: what the inner loop trains on - ``"support"`` (default; the query
+    set stays held out, so the reported query accuracy is honest) or ``"support+query"``
+    (all of the task's labelled examples, as the paper trains on the whole task). The
+    metrics report the query loss and accuracy at ``theta'`` (``loss``) and the surrogate
+    (``surrogate``). ``adapt`` always trains on the support set.
+    """
+
+    def __init__(self, model: nn.Module, inner_lr: float = 0.1, inner_steps: int = 5, *,
+                 inner_optimizer: str = "sgd", inner_data: str = "support",
+                 adam_betas: tuple[float, float] = (0.0, 0.999), **settings) -> None:
+        if settings.pop("first_order", True) is not True:
+            raise ValueError("Reptile is first-order by construction")
+        if inner_optimizer not in INNER_OPTIMIZERS:
+            raise ValueError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
+        if inner_data not in INNER_DATA:
+            raise ValueError(f"inner_data must be one of {INNER_DATA}, got {inner_data!r}")
+        super().__init__(model, inner_lr, inner_steps, first_order=True, **settings)
+        self.inner_optimizer, self.inner_data, self.adam_betas = inner_optimizer, inner_data, tuple(adam_betas)
+
+    def _optimizer(self, state: Mapping[str, Any]) -> InnerOptimizer:
+        if self.inner_optimizer == "adam":
+            return adam(self.inner_lr, betas=self.adam_betas)
+        return sgd(self.inner_lr)
+
+    def _task(self, state: Mapping[str, Any], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> dict[str, Tensor]:
+        """One task: train on the inner data from ``state`` (detached) to ``theta'``.
+
+        sx [N*K, ...], sy [N*K], qx [N*Q, ...], qy [N*Q]
+        """
+        buffers, slow = state["buffers"], state["slow"]
+        x, y = (torch.cat([sx, qx]), torch.cat([sy, qy])) if self.inner_data == "support+query" else (sx, sy)
+        adapted, losses = self._inner(state, state["fast"], x, y, self.inner_steps, first_order=True)
+        full = {**slow, **adapted}
+        logits = self._predict(full, buffers, qx)  # [N*Q, N]
+        after = self._loss(self._predict(full, buffers, x), y)
+        return {
+            "loss": self._loss(logits, qy),
+            "score": self._score(logits, qy),
+            "support_before": losses[0] if len(losses) else after,
+            "support_after": after,
+            "logits": logits,
+            "adapted": adapted,
+        }
+
+    def meta_loss(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
+        """The Reptile surrogate (see the class docstring); ``metrics["loss"]`` is the
+        query loss at the adapted parameters, ``metrics["surrogate"]`` the returned value."""
+        state = self._state()
+        with torch.no_grad():
+            out = self._run(episode, {**state, "fast": detach(state["fast"]), "slow": detach(state["slow"])})
+        b = episode.batch_size
+        surrogate = sum(0.5 * (p - out["adapted"][k]).pow(2).sum() for k, p in state["fast"].items()) / b
+        return surrogate, self._metrics(out, episode.query_y, surrogate=surrogate)

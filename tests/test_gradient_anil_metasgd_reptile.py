@@ -1,0 +1,252 @@
+"""ANIL, Meta-SGD and Reptile against hand-written references; every gradient method on
+both task-batching paths and through ``adapt``."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fewshot.algorithms.gradient import ANIL, FOMAML, MAML, MetaSGD, Reptile
+from fewshot.data import Episode
+from fewshot.nn import MLP, Conv4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is faster, and far faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_mlp(seed=0) -> MLP:
+    torch.manual_seed(seed)
+    return MLP(4, (6,), num_classes=3)
+
+
+def episode(b=2, n=3, k=2, q=3, dim=(4,), seed=1) -> Episode:
+    g = torch.Generator().manual_seed(seed)
+    return Episode(
+        torch.randn(b, n * k, *dim, generator=g),
+        torch.arange(n).repeat_interleave(k).repeat(b, 1),
+        torch.randn(b, n * q, *dim, generator=g),
+        torch.arange(n).repeat_interleave(q).repeat(b, 1),
+    )
+
+
+def body(w, x):
+    return torch.relu(x @ w[0].T + w[1])
+
+
+def head(w, z):
+    return z @ w[2].T + w[3]
+
+
+def mlp_forward(w, x):
+    """The tiny MLP written out by hand: w = [W1, b1, W2, b2]."""
+    return head(w, body(w, x))
+
+
+# -- ANIL ------------------------------------------------------------------------------
+
+
+def reference_anil(w, ep, lr, steps):
+    """Only W2, b2 move in the inner loop; second order through them."""
+    losses = []
+    for sx, sy, qx, qy in zip(ep.support_x, ep.support_y, ep.query_x, ep.query_y):
+        fast = list(w[2:])
+        for _ in range(steps):
+            grads = torch.autograd.grad(F.cross_entropy(head([*w[:2], *fast], body(w, sx)), sy), fast,
+                                        create_graph=True)
+            fast = [p - lr * g for p, g in zip(fast, grads)]
+        losses.append(F.cross_entropy(mlp_forward([*w[:2], *fast], qx), qy))
+    return torch.stack(losses).mean()
+
+
+class Plain(nn.Module):
+    """Not a fewshot backbone: ANIL runs the whole forward at every inner step."""
+
+    def __init__(self, mlp: MLP):
+        super().__init__()
+        self.body, self.classifier = mlp.features, mlp.head
+
+    def forward(self, x):
+        return self.classifier(self.body(x))
+
+
+@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("mode", ["loop", "vmap"])
+def test_anil_matches_hand_written_head_only_inner_loop(split, mode):
+    model, ep = tiny_mlp(), episode()
+    if split:
+        alg = ANIL(model, inner_lr=0.3, inner_steps=2, task_batching=mode)
+    else:
+        model = Plain(model)
+        alg = ANIL(model, inner_lr=0.3, inner_steps=2, head=model.classifier, task_batching=mode)
+    assert alg.split_forward == split
+    loss, _ = alg.meta_loss(ep)
+    w = list(model.parameters())
+    grads = torch.autograd.grad(loss, w)
+    ref = reference_anil(w, ep, 0.3, 2)
+    torch.testing.assert_close(loss, ref)
+    for g, r in zip(grads, torch.autograd.grad(ref, w)):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+    assert all(float(g.abs().sum()) > 0 for g in grads[:2])  # the body gets outer gradients
+
+
+def test_anil_inner_loop_changes_only_the_head():
+    model, ep = tiny_mlp(), episode(b=1)
+    alg = ANIL(model, inner_lr=0.3, inner_steps=3)
+    adapted = alg.adapted_params(ep.support_x[0], ep.support_y[0])
+    for name, p in model.named_parameters():
+        if name.startswith("head."):
+            assert not torch.equal(adapted[name], p)
+        else:
+            assert torch.equal(adapted[name], p)
+    maml = MAML(model, inner_lr=0.3, inner_steps=3).adapted_params(ep.support_x[0], ep.support_y[0])
+    assert not torch.equal(maml["features.1.weight"], model.features[1].weight)
+
+
+def test_anil_rejects_unknown_heads():
+    with pytest.raises(ValueError, match="no parameters under"):
+        ANIL(tiny_mlp(), head="classifier")
+    with pytest.raises(ValueError, match="submodule"):
+        ANIL(tiny_mlp(), head=nn.Linear(2, 2))
+
+
+# -- Meta-SGD --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+@pytest.mark.parametrize("mode", ["loop", "vmap"])
+def test_metasgd_learning_rates_get_hand_written_gradients(steps, mode):
+    model, ep = tiny_mlp(), episode()
+    alg = MetaSGD(model, inner_lr=0.3, inner_steps=steps, task_batching=mode)
+    with torch.no_grad():  # make the rates differ per element
+        for lr in alg.lrs.values():
+            lr.uniform_(0.1, 0.5)
+    w = list(model.parameters())
+    alphas = [alg.learning_rates()[k] for k, _ in model.named_parameters()]
+    assert len(list(alg.parameters())) == 2 * len(w)
+    loss, _ = alg.meta_loss(ep)
+    grads = torch.autograd.grad(loss, w + alphas)
+    losses = []
+    for sx, sy, qx, qy in zip(ep.support_x, ep.support_y, ep.query_x, ep.query_y):
+        fast = list(w)
+        for _ in range(steps):
+            g = torch.autograd.grad(F.cross_entropy(mlp_forward(fast, sx), sy), fast, create_graph=True)
+            fast = [p - a * gi for p, a, gi in zip(fast, alphas, g)]
+        losses.append(F.cross_entropy(mlp_forward(fast, qx), qy))
+    ref = torch.stack(losses).mean()
+    torch.testing.assert_close(loss, ref)
+    for got, want in zip(grads, torch.autograd.grad(ref, w + alphas)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert all(float(g.abs().sum()) > 0 for g in grads[len(w):])
+
+
+def test_metasgd_rates_start_at_inner_lr_and_train():
+    model, ep = tiny_mlp(), episode()
+    alg = MetaSGD(model, inner_lr=0.25)
+    assert set(alg.lrs) == {"features__1__weight", "features__1__bias", "head__weight", "head__bias"}
+    assert all(torch.all(lr == 0.25) for lr in alg.lrs.values())
+    opt = torch.optim.SGD(alg.parameters(), lr=0.1)
+    alg.meta_loss(ep)[0].backward()
+    opt.step()
+    assert any(not torch.all(lr == 0.25) for lr in alg.lrs.values())
+
+
+# -- Reptile ---------------------------------------------------------------------------
+
+
+def reptile_reference(model, ep, inner_lr, steps, eps, optimizer="sgd", data="support"):
+    """theta + eps * mean(theta' - theta), theta' from torch.optim on a copy per task."""
+    theta = [p.detach().clone() for p in model.parameters()]
+    finals = []
+    for sx, sy, qx, qy in zip(ep.support_x, ep.support_y, ep.query_x, ep.query_y):
+        x, y = (torch.cat([sx, qx]), torch.cat([sy, qy])) if data == "support+query" else (sx, sy)
+        w = [t.clone().requires_grad_() for t in theta]
+        opt = (torch.optim.SGD(w, lr=inner_lr) if optimizer == "sgd"
+               else torch.optim.Adam(w, lr=inner_lr, betas=(0.0, 0.999), eps=1e-8))
+        for _ in range(steps):
+            opt.zero_grad()
+            F.cross_entropy(mlp_forward(w, x), y).backward()
+            opt.step()
+        finals.append([p.detach() for p in w])
+    return [t + eps * torch.stack([f[i] - t for f in finals]).mean(0) for i, t in enumerate(theta)]
+
+
+@pytest.mark.parametrize("optimizer,data", [("sgd", "support"), ("adam", "support"), ("sgd", "support+query")])
+@pytest.mark.parametrize("mode", ["loop", "vmap"])
+def test_reptile_step_is_the_reptile_formula(optimizer, data, mode):
+    model, ep = tiny_mlp(), episode(b=3)
+    lr = 0.3 if optimizer == "sgd" else 0.05
+    expected = reptile_reference(model, ep, lr, 4, eps=0.7, optimizer=optimizer, data=data)
+    alg = Reptile(model, inner_lr=lr, inner_steps=4, inner_optimizer=optimizer, inner_data=data, task_batching=mode)
+    opt = torch.optim.SGD(alg.parameters(), lr=0.7)
+    loss, metrics = alg.meta_loss(ep)
+    loss.backward()
+    opt.step()
+    for p, e in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-6)
+    assert metrics["surrogate"] == pytest.approx(loss.item())
+    assert {"loss", "accuracy", "support_loss_before", "support_loss_after"} <= set(metrics)
+    assert metrics["support_loss_after"] < metrics["support_loss_before"]
+
+
+def test_reptile_settings_are_checked():
+    with pytest.raises(ValueError, match="inner_optimizer"):
+        Reptile(tiny_mlp(), inner_optimizer="rmsprop")
+    with pytest.raises(ValueError, match="inner_data"):
+        Reptile(tiny_mlp(), inner_data="query")
+    with pytest.raises(ValueError, match="first-order"):
+        Reptile(tiny_mlp(), first_order=False)
+
+
+# -- every method: vmap == loop, adapt == inner loop -------------------------------------
+
+ALGORITHMS = {
+    "maml": lambda m, **s: MAML(m, inner_lr=0.4, inner_steps=2, **s),
+    "fomaml": lambda m, **s: FOMAML(m, inner_lr=0.4, inner_steps=2, **s),
+    "anil": lambda m, **s: ANIL(m, inner_lr=0.4, inner_steps=2, **s),
+    "metasgd": lambda m, **s: MetaSGD(m, inner_lr=0.4, inner_steps=2, **s),
+    "reptile": lambda m, **s: Reptile(m, inner_lr=0.1, inner_steps=3, **s),
+}
+
+
+def conv4_episode(b=3, seed=0):
+    return episode(b=b, n=5, k=1, q=2, dim=(1, 16, 16), seed=seed)
+
+
+def conv4(seed=0):
+    torch.manual_seed(seed)
+    return Conv4(hidden=8, num_classes=5, image_size=16)
+
+
+@pytest.mark.parametrize("name", ["fomaml", "anil", "metasgd", "reptile"])
+def test_vmap_and_loop_agree_with_batchnorm(name):
+    model, ep = conv4(), conv4_episode()
+    results = []
+    for mode in ("loop", "vmap"):
+        alg = ALGORITHMS[name](model, task_batching=mode)
+        loss, metrics = alg.meta_loss(ep)
+        results.append((loss, torch.autograd.grad(loss, list(alg.parameters())), metrics))
+    (l1, g1, m1), (l2, g2, m2) = results
+    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert m1["accuracy"] == m2["accuracy"]
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_adapt_predictor_equals_inner_loop_logits(name):
+    model, ep = conv4(), conv4_episode()
+    alg = ALGORITHMS[name](model, task_batching="loop")
+    logits = alg.query_predictions(ep)  # [B, N*Q, N]
+    before = [p.detach().clone() for p in alg.parameters()]
+    alg.eval()
+    with torch.no_grad():
+        for i in range(ep.batch_size):
+            out = alg.adapt(ep.support_x[i], ep.support_y[i])(ep.query_x[i])
+            torch.testing.assert_close(out, logits[i].detach(), rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(p, b) for p, b in zip(alg.parameters(), before))

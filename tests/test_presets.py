@@ -1,0 +1,41 @@
+import pytest
+
+from fewshot.engine.config import list_presets, load_config, read_settings
+from fewshot.registry import build_algorithm, check_names
+
+PUBLISHED = [f"omniglot-{a}-{r}" for a in ("protonet", "matching", "relation", "maml", "fomaml", "anil", "metasgd",
+                                             "reptile") for r in ("5w1s", "5w5s", "20w1s", "20w5s")]
+
+
+def test_published_setups_have_presets():
+    assert set(PUBLISHED) | {"sinusoid-maml-k5", "sinusoid-maml-k10"} <= set(list_presets())
+
+
+@pytest.mark.parametrize("name", [p for p in list_presets() if p != "omniglot"])
+def test_every_preset_builds_its_learner(name):
+    cfg = load_config(name)
+    check_names(cfg)
+    regression = cfg.dataset == "sinusoid"
+    spec = {"algorithm": cfg.algorithm, "algorithm_options": cfg.algorithm_options, "backbone": cfg.backbone,
+            "backbone_options": cfg.backbone_options, "input_shape": [1] if regression else [1, 28, 28],
+            "ways": cfg.ways, "task": "regression" if regression else "classification", "target_dim": 1,
+            "num_train_classes": 100}
+    assert build_algorithm(spec) is not None
+    if cfg.dataset == "omniglot":
+        assert cfg.dataset_options == {"splits": "vinyals", "image_size": 28} and cfg.test_episodes >= 600
+
+
+def test_base_files_and_overrides(tmp_path):
+    (tmp_path / "mine.yaml").write_text("base: omniglot-maml-5w1s\nalgorithm_options: {inner_steps: 2}\nlr: 0.01\n")
+    (tmp_path / "child.toml").write_text('base = "mine.yaml"\nsteps = 7\n')
+    cfg = load_config(str(tmp_path / "child.toml"), meta_batch=4)
+    assert (cfg.algorithm, cfg.lr, cfg.steps, cfg.meta_batch) == ("maml", 0.01, 7, 4)
+    assert cfg.algorithm_options == {"inner_lr": 0.4, "inner_steps": 2, "adapt_steps": 3}
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        read_settings(str(tmp_path / "loop.yaml"))
+    with pytest.raises(FileNotFoundError, match="neither a file nor a preset"):
+        load_config("no-such-preset")
+    (tmp_path / "bad.yaml").write_text("ways: [1, 2\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(str(tmp_path / "bad.yaml"))
