@@ -8,7 +8,8 @@ over the batch + backward + Adam step. Timed in the same run:
   ``create_graph``; no deep copies) - every ratio is against it;
 - ``fewshot loop`` / ``fewshot vmap`` / ``fewshot compiled``: ``MAML`` with
   ``task_batching="loop"``, ``"vmap"``, and ``compile=True`` (auto batching: loop on
-  CPU, vmap on CUDA);
+  CPU, vmap on CUDA); ``nhwc``: the same with channels-last conv weights, as the
+  trainer runs them (``channels_last: true``, the default);
 - ``higher`` and ``torchopt`` (their documented MAML recipes), when installed.
 
     python benchmarks/maml_speed.py
@@ -160,11 +161,18 @@ def main() -> None:
     skipped: list[str] = []
     m = copy.deepcopy(base)
     fns["reference"] = training_step(lambda m=m: reference_loss(m, ep, lr, k), m.parameters())
-    for name, settings in [("fewshot loop", {"task_batching": "loop"}), ("fewshot vmap", {"task_batching": "vmap"}),
-                           ("fewshot compiled", {"compile": True})]:
-        if not want(name) or (name == "fewshot compiled" and args.no_compile):
+    nhwc = torch.channels_last
+    for name, settings, layout in [
+        ("fewshot loop", {"task_batching": "loop"}, None),
+        ("fewshot loop nhwc", {"task_batching": "loop"}, nhwc),  # what the trainer runs (channels_last)
+        ("fewshot vmap", {"task_batching": "vmap"}, None),
+        ("fewshot compiled", {"compile": True}, None),
+        ("fewshot compiled nhwc", {"compile": True}, nhwc),
+    ]:
+        if not want(name.replace(" nhwc", "")) or ("compiled" in name and args.no_compile):
             continue
-        alg = MAML(copy.deepcopy(base), inner_lr=lr, inner_steps=k, **settings)
+        model = copy.deepcopy(base) if layout is None else copy.deepcopy(base).to(memory_format=layout)
+        alg = MAML(model, inner_lr=lr, inner_steps=k, **settings)
         fns[name] = training_step(lambda alg=alg: alg.meta_loss(ep)[0], alg.parameters())
     if not want("higher"):
         pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -73,12 +74,14 @@ class Progress:
         self.quiet, self.every, self.enabled, self.total = quiet, max(1, every), enabled, total
         self.bar = None
         if enabled and not quiet:
-            self.bar = tqdm(total=total, initial=start, desc="meta-train", unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=start, desc="meta-train", unit="step", dynamic_ncols=True,
+                            mininterval=0.1 if sys.stderr.isatty() else 5.0)  # logs to a file: a line per 5 s
 
     def update(self, step: int, metrics: dict) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if k in ("loss", "accuracy", "mse")})
+            shown = {k: f"{v:.3f}" for k, v in metrics.items() if k in ("loss", "accuracy", "mse")}
+            self.bar.set_postfix(shown, refresh=False)  # drawn at the bar's own pace
         elif self.enabled and step % self.every == 0:
             shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
             log.info("step %d/%d %s", step, self.total, shown)
