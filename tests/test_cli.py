@@ -115,3 +115,16 @@ def test_list_and_plot(trained, capsys):
     (out / "curves.png").unlink()
     assert main(["plot", str(out)]) == 0
     assert (out / "curves.png").stat().st_size > 1000
+
+
+def test_evaluate_omniglot_runs(trained, capsys, tmp_path):
+    from test_omniglot_runs import make_runs
+
+    _, _, out = trained
+    make_runs(tmp_path / "runs", runs=3, ways=5)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--dataset", "omniglot-runs", "--data-root", str(tmp_path / "runs"),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["runs"] == 3 and result["ways"] == 5 and result["shots"] == 1 and result["episodes"] == 3
+    assert result["error"] == pytest.approx(1 - result["accuracy"])

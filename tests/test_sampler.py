@@ -50,7 +50,9 @@ def test_no_overlap_and_every_example_reachable():
     assert seen.min() > 60 and seen.max() < 190
 
 
-def test_sample_subsets_uniform():
+@pytest.mark.parametrize("limit", [1 << 20, 0])  # sorting random keys, Floyd's algorithm
+def test_sample_subsets_uniform(limit, monkeypatch):
+    monkeypatch.setattr("fewshot.data.sampler.SORT_LIMIT", limit)
     g = torch.Generator().manual_seed(0)
     picks = sample_subsets(torch.full((20000,), 5), 2, g)  # ordered pairs from 0..4
     assert (picks[:, 0] != picks[:, 1]).all() and picks.max() == 4
@@ -58,6 +60,9 @@ def test_sample_subsets_uniform():
     valid = pairs[pairs > 0]
     assert valid.numel() == 20  # all 20 ordered pairs occur
     assert (valid / 1000 - 1).abs().max() < 0.15
+    mixed = sample_subsets(torch.tensor([3, 50, 7]), 3, g)  # rows of different sizes
+    assert (mixed < torch.tensor([3, 50, 7])[:, None]).all()
+    assert all(row.unique().numel() == 3 for row in mixed)
 
 
 def test_reproducible_from_seed_and_fixed_eval_set():

@@ -69,10 +69,11 @@ def evaluate(args) -> int:
     algorithm.to(args.device)
     name, data = _eval_dataset(args, meta)
     config = meta.get("config", {})
-    if name == "omniglot-runs":
-        result = evaluate_episodes(algorithm, (e.to(args.device) for e in data.episodes()), ways=20, shots=1,
-                                   queries=1)
-        out = {"accuracy": result.mean, "ci95": result.ci95, "episodes": result.episodes, "ways": 20, "shots": 1,
+    if name == "omniglot-runs":  # fixed one-shot runs: no sampling, no seed
+        episodes = [e.to(args.device) for e in data.episodes()]
+        ways = episodes[0].ways
+        result = evaluate_episodes(algorithm, episodes, ways=ways, shots=1, queries=1)
+        out = {"accuracy": result.mean, "ci95": result.ci95, "episodes": result.episodes, "ways": ways, "shots": 1,
                "runs": len(data), "error": 1 - result.mean}
     else:
         ways = args.ways or config.get("test_ways") or config.get("ways", 5)

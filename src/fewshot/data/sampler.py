@@ -10,15 +10,21 @@ from torch import Tensor
 from fewshot.data.episode import Episode
 
 IntOrRange = int | tuple[int, int]
+SORT_LIMIT = 1 << 20  # random keys per draw below which sorting beats Floyd's algorithm
 
 
 def sample_subsets(n: Tensor, m: int, generator: torch.Generator) -> Tensor:
     """For each row ``r``, ``m`` distinct integers from ``0..n[r]-1`` in random order.
 
-    Floyd's algorithm, vectorised over rows: cost O(rows * m^2), independent of ``n``.
+    Small populations: one sort of random keys (invalid positions sort last). Large
+    ones: Floyd's algorithm, vectorised over rows, O(rows * m^2) whatever ``n``.
     n: [R] with every n[r] >= m  ->  [R, m]
     """
-    rows = n.shape[0]
+    rows, width = n.shape[0], int(n.max())
+    if rows * width <= SORT_LIMIT:
+        keys = torch.rand(rows, width, generator=generator)  # [R, width]
+        keys.masked_fill_(torch.arange(width) >= n[:, None], 2.0)
+        return keys.argsort(dim=1)[:, :m]
     chosen = torch.empty(rows, m, dtype=torch.long)
     for j in range(m):
         high = n - m + j + 1  # [R]
