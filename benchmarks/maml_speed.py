@@ -141,8 +141,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
-    parser.add_argument("--only", default=None,
-                        help="comma-separated subset of: reference, loop, vmap, compiled, higher, torchopt")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated subset of: reference, loop, vmap, compiled, higher, torchopt"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -196,9 +197,11 @@ def main() -> None:
     total = time.perf_counter() - start
 
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
-    print(f"MAML, {args.ways}-way {args.shots}-shot {args.queries}-query 1x28x28, Conv4-{args.hidden}, "
-          f"{k} inner step(s), second order, meta-batch {args.meta_batch}, device {device}, "
-          f"threads {threads}, torch {torch.__version__}")
+    print(
+        f"MAML, {args.ways}-way {args.shots}-shot {args.queries}-query 1x28x28, Conv4-{args.hidden}, "
+        f"{k} inner step(s), second order, meta-batch {args.meta_batch}, device {device}, "
+        f"threads {threads}, torch {torch.__version__}"
+    )
     print(f"{'method':<18}{'tasks/s':>10}{'ms/step':>10}{'vs reference':>14}{'first loss':>12}")
     ref = seconds["reference"]
     for name, s in seconds.items():

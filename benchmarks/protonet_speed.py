@@ -32,7 +32,7 @@ def naive_protonet_loss(encoder: torch.nn.Module, episode: Episode) -> torch.Ten
         zs, zq = encoder(episode.support_x[t]), encoder(episode.query_x[t])
         sy = episode.support_y[t]
         prototypes = torch.stack([zs[sy == c].mean(0) for c in range(int(sy.max()) + 1)])
-        losses.append(F.cross_entropy(-torch.cdist(zq, prototypes) ** 2, episode.query_y[t]))
+        losses.append(F.cross_entropy(-(torch.cdist(zq, prototypes) ** 2), episode.query_y[t]))
     return torch.stack(losses).mean()
 
 
@@ -120,11 +120,15 @@ def main() -> None:
     full, sample_only, model_only, naive = (seconds[k] for k in ("full", "sampler", "model", "naive"))
 
     tasks = args.meta_batch
-    print(f"dataset      {name} train: {len(dataset)} images {tuple(dataset.data.shape[1:])}, "
-          f"{dataset.num_classes} classes (loaded in {load_s:.1f} s)")
+    print(
+        f"dataset      {name} train: {len(dataset)} images {tuple(dataset.data.shape[1:])}, "
+        f"{dataset.num_classes} classes (loaded in {load_s:.1f} s)"
+    )
     print(f"timing       median of {args.rounds} interleaved rounds of {args.episodes} steps each")
-    print(f"setting      {args.ways}-way {args.shots}-shot {args.queries}-query, {tasks} task(s)/episode, "
-          f"Conv4, Adam, device {device}, {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}")
+    print(
+        f"setting      {args.ways}-way {args.shots}-shot {args.queries}-query, {tasks} task(s)/episode, "
+        f"Conv4, Adam, device {device}, {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}"
+    )
     print(f"full step    {1 / full:8.1f} episodes/s  {tasks / full:8.1f} tasks/s  ({1e3 * full:.2f} ms/episode)")
     parts = sample_only + model_only
     print(f"sampler only {1e3 * sample_only:8.3f} ms/episode  ({100 * sample_only / parts:.1f}% of sampler + model)")

@@ -41,15 +41,20 @@ class Row:
 
 
 ROWS = {
-    "protonet": Row("ProtoNet", dict(zip(CELLS, (98.8, 99.7, 96.0, 98.9))), "Snell et al. 2017, Table 1",
-                    shared={"20w1s": "5w1s", "20w5s": "5w5s"},
-                    note="trained 60-way as in the paper; one learner per shot count serves both ways"),
+    "protonet": Row(
+        "ProtoNet",
+        dict(zip(CELLS, (98.8, 99.7, 96.0, 98.9))),
+        "Snell et al. 2017, Table 1",
+        shared={"20w1s": "5w1s", "20w5s": "5w5s"},
+        note="trained 60-way as in the paper; one learner per shot count serves both ways",
+    ),
     "matching": Row("MatchingNet", dict(zip(CELLS, (98.1, 98.9, 93.8, 98.5))), "Vinyals et al. 2016, Table 1"),
     "relation": Row("RelationNet", dict(zip(CELLS, (99.6, 99.8, 97.6, 99.1))), "Sung et al. 2018, Table 1"),
     "maml": Row("MAML", dict(zip(CELLS, (98.7, 99.9, 95.8, 98.9))), "Finn et al. 2017, Table 1", note="second order"),
     "fomaml": Row("first-order MAML", dict(zip(CELLS, (98.3, 99.2, 89.4, 97.9))), "Finn et al. 2017, Table 1"),
-    "reptile": Row("Reptile", dict(zip(CELLS, (97.68, 99.48, 89.43, 97.12))), "Nichol et al. 2018, Table 1",
-                   note="transductive"),
+    "reptile": Row(
+        "Reptile", dict(zip(CELLS, (97.68, 99.48, 89.43, 97.12))), "Nichol et al. 2018, Table 1", note="transductive"
+    ),
     "metasgd": Row("Meta-SGD", dict(zip(CELLS, (99.53, 99.93, 95.93, 98.97))), "Li et al. 2017, Table 1"),
     "anil": Row("ANIL", {"20w1s": 96.2, "20w5s": 98.0}, "Raghu et al. 2020, Table 2 (20-way only)"),
 }
@@ -59,7 +64,9 @@ SINUSOID = {"k5": "sinusoid-maml-k5", "k10": "sinusoid-maml-k10"}
 def machine() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU (torch {torch.__version__})"
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU (torch {torch.__version__})"
+    )
 
 
 def cell_shape(cell: str) -> tuple[int, int]:
@@ -113,10 +120,20 @@ def run_row(name: str, args) -> None:
         ways, shots = cell_shape(cell)
         res = learner.evaluate(ways=ways, shots=shots, queries=15, episodes=args.episodes, seed=0)
         record = {
-            "row": name, "cell": cell, "title": row.title, "accuracy": 100 * res.mean, "ci95": 100 * res.ci95,
-            "episodes": res.episodes, "published": row.published.get(cell), "source": row.source,
-            "trained_as": source, "train_wall_s": wall, **budget, "machine": machine(),
-            "command": "python benchmarks/reproduce.py " + shlex.join(sys.argv[1:]), "note": row.note,
+            "row": name,
+            "cell": cell,
+            "title": row.title,
+            "accuracy": 100 * res.mean,
+            "ci95": 100 * res.ci95,
+            "episodes": res.episodes,
+            "published": row.published.get(cell),
+            "source": row.source,
+            "trained_as": source,
+            "train_wall_s": wall,
+            **budget,
+            "machine": machine(),
+            "command": "python benchmarks/reproduce.py " + shlex.join(sys.argv[1:]),
+            "note": row.note,
         }
         write(args.results, f"{name}-{cell}", record)
         print(f"{row.title} {cell}: {res} (published {row.published.get(cell)})")
@@ -132,12 +149,30 @@ def run_sinusoid(args) -> None:
         algorithm, k = learner.algorithm, learner.config.shots
         family = learner.dataset("test")
         for steps in (1, 10):
-            res = evaluate(lambda sx, sy, qx, s=steps: algorithm.adapt(sx, sy, steps=s)(qx), family, 1, k, 100,
-                           episodes=args.episodes, seed=0)
-            record = {"row": "sinusoid", "cell": f"{tag}-{steps}step", "title": "MAML sinusoid", "mse": res.mean,
-                      "ci95": res.ci95, "episodes": res.episodes, "k": k, "adapt_steps": steps,
-                      "source": "Finn et al. 2017, Figure 3 (curves, no table)", "train_wall_s": wall, **budget,
-                      "machine": machine(), "command": "python benchmarks/reproduce.py " + shlex.join(sys.argv[1:])}
+            res = evaluate(
+                lambda sx, sy, qx, a=algorithm, s=steps: a.adapt(sx, sy, steps=s)(qx),
+                family,
+                1,
+                k,
+                100,
+                episodes=args.episodes,
+                seed=0,
+            )
+            record = {
+                "row": "sinusoid",
+                "cell": f"{tag}-{steps}step",
+                "title": "MAML sinusoid",
+                "mse": res.mean,
+                "ci95": res.ci95,
+                "episodes": res.episodes,
+                "k": k,
+                "adapt_steps": steps,
+                "source": "Finn et al. 2017, Figure 3 (curves, no table)",
+                "train_wall_s": wall,
+                **budget,
+                "machine": machine(),
+                "command": "python benchmarks/reproduce.py " + shlex.join(sys.argv[1:]),
+            }
             write(args.results, f"sinusoid-{tag}-{steps}step", record)
             print(f"MAML sinusoid K={k}, {steps} step(s): {res}")
 
@@ -150,32 +185,45 @@ def write(folder: str, name: str, record: dict) -> None:
 
 def table(folder: str) -> str:
     records = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
-    lines = ["# Reproduced results", "",
-             "Generated by `python benchmarks/reproduce.py --table` from `results/*.json`; every number below",
-             "was measured by the command in its row. Accuracy in %, mean and 95% confidence interval over the",
-             "test episodes (Omniglot: Vinyals split, 28x28, rotations as classes).", "",
-             "| method | setting | ours | published | diff | budget (steps / preset) | train wall | machine | command |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Reproduced results",
+        "",
+        "Generated by `python benchmarks/reproduce.py --table` from `results/*.json`; every number below",
+        "was measured by the command in its row. Accuracy in %, mean and 95% confidence interval over the",
+        "test episodes (Omniglot: Vinyals split, 28x28, rotations as classes).",
+        "",
+        "| method | setting | ours | published | diff | budget (steps / preset) | train wall | machine | command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in (r for r in records if r["row"] != "sinusoid"):
         pub = r["published"]
         diff = f"{r['accuracy'] - pub:+.2f}" if pub is not None else ""
         budget = f"{r['steps']} / {r['preset_steps']}" + (" (reduced)" if r["steps"] < r["preset_steps"] else "")
         shared = f" (learner of {r['trained_as']})" if r["trained_as"] != r["cell"] else ""
         wall = f"{r['train_wall_s'] / 60:.0f} min" if r.get("train_wall_s") else ""
-        lines.append(f"| {r['title']} | {r['cell']}{shared} | {r['accuracy']:.2f} +- {r['ci95']:.2f} | "
-                     f"{pub if pub is not None else '-'} | {diff} | {budget} | {wall} | {r['machine']} | "
-                     f"`{r['command']}` |")
+        lines.append(
+            f"| {r['title']} | {r['cell']}{shared} | {r['accuracy']:.2f} +- {r['ci95']:.2f} | "
+            f"{pub if pub is not None else '-'} | {diff} | {budget} | {wall} | {r['machine']} | "
+            f"`{r['command']}` |"
+        )
     sin = [r for r in records if r["row"] == "sinusoid"]
     if sin:
-        lines += ["", "## Sinusoid regression (MAML)", "",
-                  "MSE on 100 query points per task after adapting on K support points; the MAML paper reports",
-                  "these as curves (Figure 3), not as a table.", "",
-                  "| K | adapt steps | MSE (ours) | budget (steps / preset) | train wall | machine | command |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "## Sinusoid regression (MAML)",
+            "",
+            "MSE on 100 query points per task after adapting on K support points; the MAML paper reports",
+            "these as curves (Figure 3), not as a table.",
+            "",
+            "| K | adapt steps | MSE (ours) | budget (steps / preset) | train wall | machine | command |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for r in sin:
             wall = f"{r['train_wall_s'] / 60:.0f} min" if r.get("train_wall_s") else ""
-            lines.append(f"| {r['k']} | {r['adapt_steps']} | {r['mse']:.3f} +- {r['ci95']:.3f} | "
-                         f"{r['steps']} / {r['preset_steps']} | {wall} | {r['machine']} | `{r['command']}` |")
+            lines.append(
+                f"| {r['k']} | {r['adapt_steps']} | {r['mse']:.3f} +- {r['ci95']:.3f} | "
+                f"{r['steps']} / {r['preset_steps']} | {wall} | {r['machine']} | `{r['command']}` |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -183,7 +231,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("row", nargs="?", choices=[*ROWS, "sinusoid"])
     ap.add_argument("--cells", nargs="*", help=f"subset of {', '.join(CELLS)} (sinusoid: k5, k10)")
-    ap.add_argument("--data-root", default=os.environ.get("FEWSHOT_OMNIGLOT", str(ROOT.parent / "shared/data/omniglot")))
+    ap.add_argument(
+        "--data-root", default=os.environ.get("FEWSHOT_OMNIGLOT", str(ROOT.parent / "shared/data/omniglot"))
+    )
     ap.add_argument("--steps", type=int, help="meta-training budget (default: the preset's)")
     ap.add_argument("--episodes", type=int, default=1000, help="test episodes per cell")
     ap.add_argument("--device", default="auto")

@@ -34,8 +34,10 @@ def task(ways: int, queries: int, seed: int) -> dict:
         return base64.b64encode(buf.getvalue()).decode()
 
     shapes = SHAPES[:ways]
-    return {"support": [{"label": s, "image": b64(s)} for s in shapes],
-            "query": [b64(shapes[i % ways]) for i in range(queries)]}
+    return {
+        "support": [{"label": s, "image": b64(s)} for s in shapes],
+        "query": [b64(shapes[i % ways]) for i in range(queries)],
+    }
 
 
 def main() -> None:
@@ -64,8 +66,10 @@ def main() -> None:
         wall = time.perf_counter() - start
     pct = lambda q: 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
     print(f"{args.requests} requests ({args.ways}-way 1-shot, {args.queries} queries), concurrency {args.concurrency}")
-    print(f"latency ms: p50 {pct(0.50):.1f}  p90 {pct(0.90):.1f}  p99 {pct(0.99):.1f}  "
-          f"mean {1000 * statistics.mean(latencies):.1f}")
+    print(
+        f"latency ms: p50 {pct(0.50):.1f}  p90 {pct(0.90):.1f}  p99 {pct(0.99):.1f}  "
+        f"mean {1000 * statistics.mean(latencies):.1f}"
+    )
     print(f"throughput: {args.requests / wall:.1f} requests/s over {wall:.1f} s")
 
 

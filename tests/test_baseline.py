@@ -10,15 +10,6 @@ from fewshot.data import Episode
 from fewshot.nn import MLP, Conv4, CosineLinear
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from a second thread, and lose a lot on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def snapshot(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
 

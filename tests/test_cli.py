@@ -1,12 +1,11 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
-
-from fewshot.cli import main
 from images import draw, make_tree
 
-import numpy as np
+from fewshot.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -15,10 +14,38 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     data = make_tree(root / "shapes")
     out = root / "run"
-    code = main(["train", "--dataset", "image-folder", "--data-root", str(data), "--ways", "3", "--shots", "1",
-                 "--queries", "2", "--steps", "6", "--out", str(out), "--quiet", "--test-episodes", "20",
-                 "--set", "dataset_options.image_size=28", "--set", "dataset_options.channels=1",
-                 "--set", "val_every=3", "--set", "val_episodes=10", "--set", "tensorboard=false"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "image-folder",
+            "--data-root",
+            str(data),
+            "--ways",
+            "3",
+            "--shots",
+            "1",
+            "--queries",
+            "2",
+            "--steps",
+            "6",
+            "--out",
+            str(out),
+            "--quiet",
+            "--test-episodes",
+            "20",
+            "--set",
+            "dataset_options.image_size=28",
+            "--set",
+            "dataset_options.channels=1",
+            "--set",
+            "val_every=3",
+            "--set",
+            "val_episodes=10",
+            "--set",
+            "tensorboard=false",
+        ]
+    )
     assert code == 0
     return root, data, out
 
@@ -26,7 +53,8 @@ def trained(tmp_path_factory):
 def test_train_writes_run_folder(trained, capsys):
     _, _, out = trained
     assert {"config.json", "metrics.jsonl", "checkpoint", "last", "result.json", "curves.png"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
 
 
 def test_evaluate_json_is_reproducible(trained, capsys):
@@ -78,14 +106,17 @@ def test_predict_refuses_one_class_and_bad_images(trained, capsys, tmp_path):
     assert "notes.png" in err and "not a readable image" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["train", "--algorithm", "nope"], "unknown algorithm 'nope'; valid names: "),
-    (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'; valid names: "),
-    (["train", "--dataset", "omniglot", "--data-root", "/nonexistent/omniglot"], "/nonexistent/omniglot"),
-    (["train", "--set", "bogus=1"], "unknown setting(s) bogus"),
-    (["evaluate", "/nonexistent/ckpt"], "no checkpoint folder"),
-    (["plot", "/nonexistent/run"], "no metrics here"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--algorithm", "nope"], "unknown algorithm 'nope'; valid names: "),
+        (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'; valid names: "),
+        (["train", "--dataset", "omniglot", "--data-root", "/nonexistent/omniglot"], "/nonexistent/omniglot"),
+        (["train", "--set", "bogus=1"], "unknown setting(s) bogus"),
+        (["evaluate", "/nonexistent/ckpt"], "no checkpoint folder"),
+        (["plot", "/nonexistent/run"], "no metrics here"),
+    ],
+)
 def test_bad_input_gives_one_clear_line(argv, message, capsys, tmp_path):
     assert main(argv + (["--out", str(tmp_path / "o")] if argv[0] == "train" else [])) == 2
     err = capsys.readouterr().err.strip()
@@ -123,8 +154,9 @@ def test_evaluate_omniglot_runs(trained, capsys, tmp_path):
     _, _, out = trained
     make_runs(tmp_path / "runs", runs=3, ways=5)
     capsys.readouterr()
-    assert main(["evaluate", str(out), "--dataset", "omniglot-runs", "--data-root", str(tmp_path / "runs"),
-                 "--json"]) == 0
+    assert (
+        main(["evaluate", str(out), "--dataset", "omniglot-runs", "--data-root", str(tmp_path / "runs"), "--json"]) == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["runs"] == 3 and result["ways"] == 5 and result["shots"] == 1 and result["episodes"] == 3
     assert result["error"] == pytest.approx(1 - result["accuracy"])

@@ -29,15 +29,6 @@ from fewshot.functional import (
 from fewshot.nn import MLP, Conv4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_parameter_dicts_are_the_modules_tensors():
     model = MLP(4, (6,), num_classes=3)
     params = parameters(model)

@@ -11,15 +11,6 @@ from fewshot.data import Episode
 from fewshot.nn import MLP, Conv4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_mlp(seed=0) -> MLP:
     torch.manual_seed(seed)
     return MLP(4, (6,), num_classes=3)
@@ -57,8 +48,9 @@ def reference_anil(w, ep, lr, steps):
     for sx, sy, qx, qy in zip(ep.support_x, ep.support_y, ep.query_x, ep.query_y):
         fast = list(w[2:])
         for _ in range(steps):
-            grads = torch.autograd.grad(F.cross_entropy(head([*w[:2], *fast], body(w, sx)), sy), fast,
-                                        create_graph=True)
+            grads = torch.autograd.grad(
+                F.cross_entropy(head([*w[:2], *fast], body(w, sx)), sy), fast, create_graph=True
+            )
             fast = [p - lr * g for p, g in zip(fast, grads)]
         losses.append(F.cross_entropy(mlp_forward([*w[:2], *fast], qx), qy))
     return torch.stack(losses).mean()
@@ -142,7 +134,7 @@ def test_metasgd_learning_rates_get_hand_written_gradients(steps, mode):
     torch.testing.assert_close(loss, ref)
     for got, want in zip(grads, torch.autograd.grad(ref, w + alphas)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    assert all(float(g.abs().sum()) > 0 for g in grads[len(w):])
+    assert all(float(g.abs().sum()) > 0 for g in grads[len(w) :])
 
 
 def test_metasgd_rates_start_at_inner_lr_and_train():
@@ -166,8 +158,11 @@ def reptile_reference(model, ep, inner_lr, steps, eps, optimizer="sgd", data="su
     for sx, sy, qx, qy in zip(ep.support_x, ep.support_y, ep.query_x, ep.query_y):
         x, y = (torch.cat([sx, qx]), torch.cat([sy, qy])) if data == "support+query" else (sx, sy)
         w = [t.clone().requires_grad_() for t in theta]
-        opt = (torch.optim.SGD(w, lr=inner_lr) if optimizer == "sgd"
-               else torch.optim.Adam(w, lr=inner_lr, betas=(0.0, 0.999), eps=1e-8))
+        opt = (
+            torch.optim.SGD(w, lr=inner_lr)
+            if optimizer == "sgd"
+            else torch.optim.Adam(w, lr=inner_lr, betas=(0.0, 0.999), eps=1e-8)
+        )
         for _ in range(steps):
             opt.zero_grad()
             F.cross_entropy(mlp_forward(w, x), y).backward()

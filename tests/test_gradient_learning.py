@@ -12,15 +12,6 @@ from fewshot.nn import Conv4
 SIZE = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models: one intra-op thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def glyphs():
     return get_dataset("glyphs", split="train", image_size=SIZE), get_dataset("glyphs", split="test", image_size=SIZE)
@@ -28,18 +19,29 @@ def glyphs():
 
 # name -> (algorithm factory, outer optimizer factory, meta-iterations)
 SETUPS = {
-    "maml": (lambda m: MAML(m, inner_lr=0.4, inner_steps=1, adapt_steps=3),
-             lambda p: torch.optim.Adam(p, lr=3e-3), 100),
-    "fomaml": (lambda m: FOMAML(m, inner_lr=0.4, inner_steps=1, adapt_steps=3),
-               lambda p: torch.optim.Adam(p, lr=3e-3), 100),
-    "anil": (lambda m: ANIL(m, inner_lr=0.4, inner_steps=1, adapt_steps=3),
-             lambda p: torch.optim.Adam(p, lr=3e-3), 100),
-    "metasgd": (lambda m: MetaSGD(m, inner_lr=0.4, inner_steps=1),
-                lambda p: torch.optim.Adam(p, lr=3e-3), 100),
+    "maml": (
+        lambda m: MAML(m, inner_lr=0.4, inner_steps=1, adapt_steps=3),
+        lambda p: torch.optim.Adam(p, lr=3e-3),
+        100,
+    ),
+    "fomaml": (
+        lambda m: FOMAML(m, inner_lr=0.4, inner_steps=1, adapt_steps=3),
+        lambda p: torch.optim.Adam(p, lr=3e-3),
+        100,
+    ),
+    "anil": (
+        lambda m: ANIL(m, inner_lr=0.4, inner_steps=1, adapt_steps=3),
+        lambda p: torch.optim.Adam(p, lr=3e-3),
+        100,
+    ),
+    "metasgd": (lambda m: MetaSGD(m, inner_lr=0.4, inner_steps=1), lambda p: torch.optim.Adam(p, lr=3e-3), 100),
     # Reptile: plain SGD on the surrogate is the Reptile step (eps = 1); it trains on
     # support + query (6 examples a class), as the paper trains with more shots than it tests.
-    "reptile": (lambda m: Reptile(m, inner_lr=0.2, inner_steps=3, inner_data="support+query"),
-                lambda p: torch.optim.SGD(p, lr=1.0), 100),
+    "reptile": (
+        lambda m: Reptile(m, inner_lr=0.2, inner_steps=3, inner_data="support+query"),
+        lambda p: torch.optim.SGD(p, lr=1.0),
+        100,
+    ),
 }
 
 

@@ -3,7 +3,6 @@
 import copy
 import math
 import os
-import resource
 
 import pytest
 import torch
@@ -12,15 +11,6 @@ import torch.nn.functional as F
 from fewshot.algorithms.gradient import FOMAML, MAML
 from fewshot.data import Episode, EpisodeSampler, get_dataset
 from fewshot.nn import MLP, Conv4
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_mlp(dtype=torch.float32, seed=0) -> MLP:
@@ -49,8 +39,7 @@ def reference_meta_loss(weights, ep, lr, steps, first_order=False):
     for sx, sy, qx, qy in zip(ep.support_x, ep.support_y, ep.query_x, ep.query_y):
         fast = list(weights)
         for _ in range(steps):
-            grads = torch.autograd.grad(F.cross_entropy(mlp_forward(fast, sx), sy), fast,
-                                        create_graph=not first_order)
+            grads = torch.autograd.grad(F.cross_entropy(mlp_forward(fast, sx), sy), fast, create_graph=not first_order)
             fast = [w - lr * g for w, g in zip(fast, grads)]
         losses.append(F.cross_entropy(mlp_forward(fast, qx), qy))
     return torch.stack(losses).mean()
@@ -68,8 +57,9 @@ def test_maml_meta_gradient_matches_hand_written_second_order(steps, mode):
     torch.testing.assert_close(loss, ref)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
-    fo_ref = torch.autograd.grad(reference_meta_loss(list(model.parameters()), ep, 0.3, steps, True),
-                                 list(model.parameters()))
+    fo_ref = torch.autograd.grad(
+        reference_meta_loss(list(model.parameters()), ep, 0.3, steps, True), list(model.parameters())
+    )
     assert max(float((g - f).abs().max()) for g, f in zip(grads, fo_ref)) > 1e-4  # truly second order
     assert set(metrics) >= {"loss", "accuracy", "support_loss_before", "support_loss_after"}
     assert metrics["loss"] == pytest.approx(ref.item())
@@ -98,8 +88,10 @@ def test_maml_meta_gradient_matches_finite_differences(steps):
 @pytest.mark.parametrize("mode", ["loop", "vmap"])
 def test_first_order_equals_detached_inner_gradients(mode):
     model, ep = tiny_mlp(), episode()
-    for alg in (FOMAML(model, inner_lr=0.3, inner_steps=2, task_batching=mode),
-                MAML(model, inner_lr=0.3, inner_steps=2, first_order=True, task_batching=mode)):
+    for alg in (
+        FOMAML(model, inner_lr=0.3, inner_steps=2, task_batching=mode),
+        MAML(model, inner_lr=0.3, inner_steps=2, first_order=True, task_batching=mode),
+    ):
         loss, _ = alg.meta_loss(ep)
         grads = torch.autograd.grad(loss, list(model.parameters()))
         ref = reference_meta_loss(list(model.parameters()), ep, 0.3, 2, first_order=True)
@@ -208,8 +200,9 @@ def test_adapt_steps_override():
             grads = torch.autograd.grad(F.cross_entropy(mlp_forward(fast, sx), sy), fast)
             fast = [(a - 0.3 * g).detach().requires_grad_() for a, g in zip(fast, grads)]
         expected = mlp_forward(fast, qx)
-        torch.testing.assert_close(MAML(model, inner_lr=0.3, inner_steps=2, adapt_steps=steps).adapt(sx, sy)(qx),
-                                   expected)
+        torch.testing.assert_close(
+            MAML(model, inner_lr=0.3, inner_steps=2, adapt_steps=steps).adapt(sx, sy)(qx), expected
+        )
         torch.testing.assert_close(MAML(model, inner_lr=0.3, inner_steps=2).adapt(sx, sy, steps=steps)(qx), expected)
 
 
@@ -234,8 +227,9 @@ def test_compiled_path_matches_eager(mode):
     torch.manual_seed(0)
     model, ep = Conv4(hidden=4, num_classes=5, image_size=16), conv4_episode(b=2)
     eager = MAML(model, inner_lr=0.3, inner_steps=1, task_batching=mode)
-    compiled = MAML(model, inner_lr=0.3, inner_steps=1, task_batching=mode,
-                    compile={"backend": "aot_eager", "fullgraph": True})
+    compiled = MAML(
+        model, inner_lr=0.3, inner_steps=1, task_batching=mode, compile={"backend": "aot_eager", "fullgraph": True}
+    )
     results = []
     for alg in (eager, compiled):
         loss, metrics = alg.meta_loss(ep)
@@ -303,8 +297,17 @@ def test_maml_lowers_sinusoid_mse_after_adaptation():
         loss.backward()
         opt.step()
     after = post_adaptation_mse()
-    unadapted = sum(float(((alg.adapt(test.support_x[i], test.support_y[i], steps=0)(test.query_x[i])
-                             - test.query_y[i]) ** 2).mean()) for i in range(test.batch_size)) / test.batch_size
+    unadapted = (
+        sum(
+            float(
+                (
+                    (alg.adapt(test.support_x[i], test.support_y[i], steps=0)(test.query_x[i]) - test.query_y[i]) ** 2
+                ).mean()
+            )
+            for i in range(test.batch_size)
+        )
+        / test.batch_size
+    )
     assert after < 0.5 * before, (before, after)
     assert after < 0.8 * unadapted, (unadapted, after)  # the adaptation itself helps
     assert metrics["support_loss_after"] < metrics["support_loss_before"]

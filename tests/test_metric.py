@@ -12,15 +12,6 @@ from fewshot.nn import MLP, Conv4
 DIM = 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from a second thread, and lose a lot on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def episode(b=2, labels=(0, 0, 1, 1, 2, 2), queries=4, ways=3, shape=(DIM,), seed=0, dtype=torch.float64):
     """B tasks with the given support labels (any shots per class) and `queries` per class."""
     g = torch.Generator().manual_seed(seed)

@@ -21,15 +21,6 @@ def glyphs():
     return get_dataset("glyphs", split="train"), get_dataset("glyphs", split="test")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions gain nothing from a second thread, and lose a lot on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def accuracy(model, test) -> float:
     return evaluate(model, test, ways=5, shots=1, queries=5, episodes=50, seed=1).mean
 

@@ -3,8 +3,11 @@ import pytest
 from fewshot.engine.config import list_presets, load_config, read_settings
 from fewshot.registry import build_algorithm, check_names
 
-PUBLISHED = [f"omniglot-{a}-{r}" for a in ("protonet", "matching", "relation", "maml", "fomaml", "anil", "metasgd",
-                                             "reptile") for r in ("5w1s", "5w5s", "20w1s", "20w5s")]
+PUBLISHED = [
+    f"omniglot-{a}-{r}"
+    for a in ("protonet", "matching", "relation", "maml", "fomaml", "anil", "metasgd", "reptile")
+    for r in ("5w1s", "5w5s", "20w1s", "20w5s")
+]
 
 
 def test_published_setups_have_presets():
@@ -16,10 +19,17 @@ def test_every_preset_builds_its_learner(name):
     cfg = load_config(name)
     check_names(cfg)
     regression = cfg.dataset == "sinusoid"
-    spec = {"algorithm": cfg.algorithm, "algorithm_options": cfg.algorithm_options, "backbone": cfg.backbone,
-            "backbone_options": cfg.backbone_options, "input_shape": [1] if regression else [1, 28, 28],
-            "ways": cfg.ways, "task": "regression" if regression else "classification", "target_dim": 1,
-            "num_train_classes": 100}
+    spec = {
+        "algorithm": cfg.algorithm,
+        "algorithm_options": cfg.algorithm_options,
+        "backbone": cfg.backbone,
+        "backbone_options": cfg.backbone_options,
+        "input_shape": [1] if regression else [1, 28, 28],
+        "ways": cfg.ways,
+        "task": "regression" if regression else "classification",
+        "target_dim": 1,
+        "num_train_classes": 100,
+    }
     assert build_algorithm(spec) is not None
     if cfg.dataset == "omniglot":
         assert cfg.dataset_options == {"splits": "vinyals", "image_size": 28} and cfg.test_episodes >= 600

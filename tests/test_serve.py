@@ -2,7 +2,6 @@
 
 import base64
 import io
-import json
 import socket
 import subprocess
 import sys
@@ -12,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
+from images import draw, make_tree
 
 from fewshot.cli import main
-from images import draw, make_tree
 
 API_KEY = "s3cret"
 
@@ -36,18 +35,50 @@ def checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     data = make_tree(root / "shapes")
     out = root / "run"
-    assert main(["train", "--dataset", "image-folder", "--data-root", str(data), "--ways", "3", "--shots", "1",
-                 "--queries", "2", "--steps", "4", "--out", str(out), "--quiet", "--test-episodes", "5",
-                 "--set", "dataset_options.image_size=28", "--set", "dataset_options.channels=1",
-                 "--set", "val_split=none", "--set", "tensorboard=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "image-folder",
+                "--data-root",
+                str(data),
+                "--ways",
+                "3",
+                "--shots",
+                "1",
+                "--queries",
+                "2",
+                "--steps",
+                "4",
+                "--out",
+                str(out),
+                "--quiet",
+                "--test-episodes",
+                "5",
+                "--set",
+                "dataset_options.image_size=28",
+                "--set",
+                "dataset_options.channels=1",
+                "--set",
+                "val_split=none",
+                "--set",
+                "tensorboard=false",
+            ]
+        )
+        == 0
+    )
     return out / "checkpoint"
 
 
 @pytest.fixture(scope="module")
 def server(checkpoint):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "fewshot", "serve", str(checkpoint), "--port", str(port),
-                             "--api-key", API_KEY], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fewshot", "serve", str(checkpoint), "--port", str(port), "--api-key", API_KEY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -94,7 +125,9 @@ def test_predict_json_and_multipart_agree(server):
     for p in body["predictions"]:
         assert abs(sum(p["probabilities"].values()) - 1) < 1e-5 and p["class"] in body["classes"]
     task = task_json()
-    files = [("support", (f"s{i}.png", base64.b64decode(s["image"]), "image/png")) for i, s in enumerate(task["support"])]
+    files = [
+        ("support", (f"s{i}.png", base64.b64decode(s["image"]), "image/png")) for i, s in enumerate(task["support"])
+    ]
     files += [("query", (q["name"], base64.b64decode(q["image"]), "image/png")) for q in task["query"]]
     b = post(url, files=files, data={"label": [s["label"] for s in task["support"]]})
     assert b.status_code == 200, b.text
@@ -102,20 +135,29 @@ def test_predict_json_and_multipart_agree(server):
     assert np.allclose([list(p.values()) for p in probs(a)], [list(p.values()) for p in probs(b)], atol=1e-6)
 
 
-@pytest.mark.parametrize(("kwargs", "status", "message"), [
-    ({"json": task_json(), "headers": {}}, 401, "API key"),
-    ({"json": task_json(), "headers": {"X-API-Key": "wrong"}}, 401, "API key"),
-    ({"content": b"{not json", "headers": {"X-API-Key": API_KEY, "Content-Type": "application/json"}}, 400,
-     "malformed JSON"),
-    ({"content": b"hello", "headers": {"X-API-Key": API_KEY, "Content-Type": "text/plain"}}, 415, "multipart"),
-    ({"json": {"support": [], "query": []}}, 422, "no support images"),
-    ({"json": task_json(shapes=("circle",))}, 422, "at least 2 classes"),
-    ({"json": {**task_json(), "query": ["%%%"]}}, 422, "not valid base64"),
-    ({"json": {**task_json(), "query": [base64.b64encode(b"not an image").decode()]}}, 422, "not a readable image"),
-    ({"json": {**task_json(), "support": [{"image": "AAAA"}]}}, 422, "label and image"),
-    ({"content": b"x" * (33 * 2**20), "headers": {"X-API-Key": API_KEY, "Content-Type": "application/json"}}, 413,
-     "over the limit"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"json": task_json(), "headers": {}}, 401, "API key"),
+        ({"json": task_json(), "headers": {"X-API-Key": "wrong"}}, 401, "API key"),
+        (
+            {"content": b"{not json", "headers": {"X-API-Key": API_KEY, "Content-Type": "application/json"}},
+            400,
+            "malformed JSON",
+        ),
+        ({"content": b"hello", "headers": {"X-API-Key": API_KEY, "Content-Type": "text/plain"}}, 415, "multipart"),
+        ({"json": {"support": [], "query": []}}, 422, "no support images"),
+        ({"json": task_json(shapes=("circle",))}, 422, "at least 2 classes"),
+        ({"json": {**task_json(), "query": ["%%%"]}}, 422, "not valid base64"),
+        ({"json": {**task_json(), "query": [base64.b64encode(b"not an image").decode()]}}, 422, "not a readable image"),
+        ({"json": {**task_json(), "support": [{"image": "AAAA"}]}}, 422, "label and image"),
+        (
+            {"content": b"x" * (33 * 2**20), "headers": {"X-API-Key": API_KEY, "Content-Type": "application/json"}},
+            413,
+            "over the limit",
+        ),
+    ],
+)
 def test_refusals_are_clear_4xx(server, kwargs, status, message):
     url, _ = server
     r = post(url, **kwargs)

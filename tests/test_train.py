@@ -2,25 +2,41 @@ import json
 
 import pytest
 import torch
+from tiny import TinyProto, clustered
 
 from fewshot.engine import CheckpointError, TrainConfig, Trainer, read_checkpoint
 from fewshot.engine.checkpoint import read_training_state, save_checkpoint
 from fewshot.engine.train import lr_factor
-from tiny import TinyProto, clustered
 
 
 def config(tmp_path, **changes):
-    base = dict(dataset="arrays", ways=3, shots=2, queries=3, meta_batch=2, steps=12, lr=0.01, val_every=4,
-                val_episodes=20, test_episodes=30, out=str(tmp_path / "run"), quiet=True, tensorboard=False,
-                log_every=2, schedule="cosine", warmup=2)
+    base = dict(
+        dataset="arrays",
+        ways=3,
+        shots=2,
+        queries=3,
+        meta_batch=2,
+        steps=12,
+        lr=0.01,
+        val_every=4,
+        val_episodes=20,
+        test_episodes=30,
+        out=str(tmp_path / "run"),
+        quiet=True,
+        tensorboard=False,
+        log_every=2,
+        schedule="cosine",
+        warmup=2,
+    )
     return TrainConfig(**{**base, **changes})
 
 
 def trainer(cfg, resume=False):
     torch.manual_seed(0)
     data = clustered()
-    return Trainer(cfg, TinyProto(), data, clustered(seed=1), clustered(seed=2), metadata={"algorithm": "tiny"},
-                   resume=resume)
+    return Trainer(
+        cfg, TinyProto(), data, clustered(seed=1), clustered(seed=2), metadata={"algorithm": "tiny"}, resume=resume
+    )
 
 
 def params(module):

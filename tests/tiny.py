@@ -24,9 +24,9 @@ class TinyProto(Algorithm):
     def _logits(self, sx, sy, qx):
         ways = int(sy.max()) + 1
         z = self.encoder(torch.cat([sx, qx]))
-        zs, zq = z[: len(sx)], z[len(sx):]
+        zs, zq = z[: len(sx)], z[len(sx) :]
         protos = torch.stack([zs[sy == c].mean(0) for c in range(ways)])
-        return -torch.cdist(zq, protos) ** 2
+        return -(torch.cdist(zq, protos) ** 2)
 
     def meta_loss(self, episode):
         losses, accs = [], []

@@ -1,11 +1,11 @@
 """The Python API: pick an algorithm by name, meta-train, evaluate, deploy, save, load.
 
-    learner = Learner("protonet", dataset="glyphs", steps=2000)
-    learner.fit()
-    print(learner.evaluate())                 # 600 test episodes, mean and 95% CI
-    predict = learner.deploy(support_x, support_y)
-    logits = predict(query_x)
-    learner.save("my-learner"); Learner.load("my-learner")
+learner = Learner("protonet", dataset="glyphs", steps=2000)
+learner.fit()
+print(learner.evaluate())                 # 600 test episodes, mean and 95% CI
+predict = learner.deploy(support_x, support_y)
+logits = predict(query_x)
+learner.save("my-learner"); Learner.load("my-learner")
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ class Learner:
     ``algorithm_options``...); ``config`` a preset name or YAML/TOML file applied first.
     """
 
-    def __init__(self, algorithm: str | None = None, dataset: str | None = None, *, config: str | None = None,
-                 **settings):
+    def __init__(
+        self, algorithm: str | None = None, dataset: str | None = None, *, config: str | None = None, **settings
+    ):
         self.config: TrainConfig = load_config(config, algorithm=algorithm, dataset=dataset, **settings)
         check_names(self.config)
         self.metadata: dict | None = None
@@ -56,8 +57,12 @@ class Learner:
                 "algorithm": spec["algorithm"],
                 "learner": spec,
                 "preprocessing": getattr(self.train_data, "preprocessing", None),
-                "data": {"dataset": self.config.dataset, "dataset_options": self.config.dataset_options,
-                         "ways": self.config.ways, "shots": self.config.shots},
+                "data": {
+                    "dataset": self.config.dataset,
+                    "dataset_options": self.config.dataset_options,
+                    "ways": self.config.ways,
+                    "shots": self.config.shots,
+                },
             }
             torch.manual_seed(self.config.seed)
             self._algorithm = build_algorithm(spec)
@@ -72,8 +77,16 @@ class Learner:
             from fewshot.data.transforms import default_augmentation
 
             transform = default_augmentation()
-        trainer = Trainer(c, algorithm, self.train_data, self._optional(c.val_split), self._optional(c.test_split),
-                          metadata=self.metadata, transform=transform, resume=resume)
+        trainer = Trainer(
+            c,
+            algorithm,
+            self.train_data,
+            self._optional(c.val_split),
+            self._optional(c.test_split),
+            metadata=self.metadata,
+            transform=transform,
+            resume=resume,
+        )
         return trainer.fit(callback=callback)
 
     def _optional(self, split: str):
@@ -81,8 +94,17 @@ class Learner:
             return None
         return self.dataset(split)
 
-    def evaluate(self, dataset=None, *, split: str | None = None, ways: int | None = None, shots: int | None = None,
-                 queries: int | None = None, episodes: int = 600, seed: int = 0) -> EvalResult:
+    def evaluate(
+        self,
+        dataset=None,
+        *,
+        split: str | None = None,
+        ways: int | None = None,
+        shots: int | None = None,
+        queries: int | None = None,
+        episodes: int = 600,
+        seed: int = 0,
+    ) -> EvalResult:
         """The field's protocol on held-out tasks (the config's test split by default)."""
         data = dataset if dataset is not None else self.dataset(split or self.config.test_split)
         w, k, q = self.config.eval_shape

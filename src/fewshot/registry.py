@@ -51,8 +51,13 @@ def build_algorithm(spec: dict) -> Algorithm:
 
         outputs = spec["ways"] if spec["task"] == "classification" else spec["target_dim"]
         model = _encoder(spec, num_classes=outputs)
-        cls = {"maml": gradient.MAML, "fomaml": gradient.FOMAML, "anil": gradient.ANIL,
-               "metasgd": gradient.MetaSGD, "reptile": gradient.Reptile}[name]
+        cls = {
+            "maml": gradient.MAML,
+            "fomaml": gradient.FOMAML,
+            "anil": gradient.ANIL,
+            "metasgd": gradient.MetaSGD,
+            "reptile": gradient.Reptile,
+        }[name]
         return cls(model, task=spec["task"], **options)
     if spec["task"] != "classification":
         raise ValueError(f"{name} is a classification method; use a gradient-based method for regression")
@@ -83,8 +88,11 @@ def check_names(config) -> None:
     from fewshot.data.registry import DATASETS
     from fewshot.nn import BACKBONES
 
-    for kind, name, valid in [("algorithm", config.algorithm, ALGORITHMS), ("backbone", config.backbone, BACKBONES),
-                              ("dataset", config.dataset, DATASETS)]:
+    for kind, name, valid in [
+        ("algorithm", config.algorithm, ALGORITHMS),
+        ("backbone", config.backbone, BACKBONES),
+        ("dataset", config.dataset, DATASETS),
+    ]:
         if name not in valid:
             raise ValueError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")
 

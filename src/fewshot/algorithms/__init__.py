@@ -5,5 +5,16 @@ from fewshot.algorithms.baseline import FineTune
 from fewshot.algorithms.gradient import ANIL, FOMAML, MAML, MetaSGD, Reptile
 from fewshot.algorithms.metric import MatchingNet, ProtoNet, RelationNet
 
-__all__ = ["ANIL", "FOMAML", "MAML", "Algorithm", "FineTune", "MatchingNet", "MetaSGD", "Predictor", "ProtoNet",
-           "RelationNet", "Reptile"]
+__all__ = [
+    "ANIL",
+    "FOMAML",
+    "MAML",
+    "Algorithm",
+    "FineTune",
+    "MatchingNet",
+    "MetaSGD",
+    "Predictor",
+    "ProtoNet",
+    "RelationNet",
+    "Reptile",
+]

@@ -8,8 +8,22 @@ from pathlib import Path
 
 from fewshot.engine.config import list_presets, parse_assignment
 
-TRAIN_FLAGS = ("algorithm", "dataset", "data_root", "backbone", "ways", "shots", "queries", "meta_batch", "steps",
-               "lr", "device", "seed", "out", "test_episodes")
+TRAIN_FLAGS = (
+    "algorithm",
+    "dataset",
+    "data_root",
+    "backbone",
+    "ways",
+    "shots",
+    "queries",
+    "meta_batch",
+    "steps",
+    "lr",
+    "device",
+    "seed",
+    "out",
+    "test_episodes",
+)
 
 
 def train(args) -> int:
@@ -73,16 +87,30 @@ def evaluate(args) -> int:
         episodes = [e.to(args.device) for e in data.episodes()]
         ways = episodes[0].ways
         result = evaluate_episodes(algorithm, episodes, ways=ways, shots=1, queries=1)
-        out = {"accuracy": result.mean, "ci95": result.ci95, "episodes": result.episodes, "ways": ways, "shots": 1,
-               "runs": len(data), "error": 1 - result.mean}
+        out = {
+            "accuracy": result.mean,
+            "ci95": result.ci95,
+            "episodes": result.episodes,
+            "ways": ways,
+            "shots": 1,
+            "runs": len(data),
+            "error": 1 - result.mean,
+        }
     else:
         ways = args.ways or config.get("test_ways") or config.get("ways", 5)
         shots = args.shots or config.get("test_shots") or config.get("shots", 1)
         queries = args.queries or config.get("test_queries") or config.get("queries", 15)
-        result = run_protocol(algorithm, data, ways, shots, queries, episodes=args.episodes, seed=args.seed,
-                              device=args.device)
-        out = {result.metric: result.mean, "ci95": result.ci95, "episodes": result.episodes, "ways": ways,
-               "shots": shots, "queries": queries}
+        result = run_protocol(
+            algorithm, data, ways, shots, queries, episodes=args.episodes, seed=args.seed, device=args.device
+        )
+        out = {
+            result.metric: result.mean,
+            "ci95": result.ci95,
+            "episodes": result.episodes,
+            "ways": ways,
+            "shots": shots,
+            "queries": queries,
+        }
     out.update(dataset=name, seed=args.seed, checkpoint=str(args.checkpoint))
     if args.json:
         print(json.dumps(out))
@@ -121,8 +149,9 @@ def predict(args) -> int:
     if not queries:
         raise ValueError(f"{query_dir}: no query images")
     prediction = deployment.predict(support, labels, [load(p) for p in queries])
-    rows = [{"file": str(p), "class": c, "probability": round(prob, 6)}
-            for p, (c, prob) in zip(queries, prediction.best())]
+    rows = [
+        {"file": str(p), "class": c, "probability": round(prob, 6)} for p, (c, prob) in zip(queries, prediction.best())
+    ]
     if args.json:
         print(json.dumps({"classes": prediction.classes, "predictions": rows}))
     else:
@@ -144,7 +173,9 @@ def serve(args) -> int:
             probe.bind((args.host, args.port))
         except OSError as e:
             raise OSError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
-    run_server(args.checkpoint, host=args.host, port=args.port, api_key=args.api_key or os.environ.get("FEWSHOT_API_KEY"))
+    run_server(
+        args.checkpoint, host=args.host, port=args.port, api_key=args.api_key or os.environ.get("FEWSHOT_API_KEY")
+    )
     return 0
 
 
@@ -153,8 +184,12 @@ def list_names(args) -> int:
     from fewshot.nn import BACKBONES
     from fewshot.registry import ALGORITHMS
 
-    for title, names in [("algorithms", ALGORITHMS), ("backbones", sorted(BACKBONES)),
-                         ("datasets", sorted(DATASETS)), ("presets", list_presets())]:
+    for title, names in [
+        ("algorithms", ALGORITHMS),
+        ("backbones", sorted(BACKBONES)),
+        ("datasets", sorted(DATASETS)),
+        ("presets", list_presets()),
+    ]:
         print(f"{title}: {', '.join(names)}")
     return 0
 

@@ -19,17 +19,29 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="meta-train a learner (no arguments: ProtoNet on the built-in glyphs)")
     train.add_argument("--config", help="a preset name (see `fewshot list`) or a YAML/TOML file")
     for flag, kind, text in [
-        ("--algorithm", str, "algorithm name"), ("--dataset", str, "dataset name"),
-        ("--data-root", str, "dataset folder"), ("--backbone", str, "backbone name"),
-        ("--ways", int, "classes per task"), ("--shots", int, "support examples per class"),
-        ("--queries", int, "query examples per class"), ("--meta-batch", int, "tasks per meta-update"),
-        ("--steps", int, "meta-updates"), ("--lr", float, "outer learning rate"),
-        ("--device", str, "cpu, cuda, cuda:N or auto"), ("--seed", int, "random seed"),
-        ("--out", str, "run folder"), ("--test-episodes", int, "held-out episodes at the end"),
+        ("--algorithm", str, "algorithm name"),
+        ("--dataset", str, "dataset name"),
+        ("--data-root", str, "dataset folder"),
+        ("--backbone", str, "backbone name"),
+        ("--ways", int, "classes per task"),
+        ("--shots", int, "support examples per class"),
+        ("--queries", int, "query examples per class"),
+        ("--meta-batch", int, "tasks per meta-update"),
+        ("--steps", int, "meta-updates"),
+        ("--lr", float, "outer learning rate"),
+        ("--device", str, "cpu, cuda, cuda:N or auto"),
+        ("--seed", int, "random seed"),
+        ("--out", str, "run folder"),
+        ("--test-episodes", int, "held-out episodes at the end"),
     ]:
         train.add_argument(flag, type=kind, help=text)
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="any other setting, e.g. --set algorithm_options.inner_steps=5 (repeatable)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other setting, e.g. --set algorithm_options.inner_steps=5 (repeatable)",
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     train.set_defaults(run=commands.train)
@@ -59,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("checkpoint")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--api-key", default=None, help="require this key in the X-API-Key header "
-                    "(default: $FEWSHOT_API_KEY if set)")
+    sv.add_argument(
+        "--api-key", default=None, help="require this key in the X-API-Key header (default: $FEWSHOT_API_KEY if set)"
+    )
     sv.set_defaults(run=commands.serve)
 
     ls = sub.add_parser("list", help="algorithms, backbones, datasets and presets")
@@ -76,8 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

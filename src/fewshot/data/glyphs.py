@@ -149,12 +149,12 @@ def _fonts_id() -> str:
     return f"{sizes};pillow={PIL.__version__};freetype={features.version('freetype2')}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _font(face: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(font_path(face)), size, layout_engine=ImageFont.Layout.BASIC)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cmap(face: str) -> frozenset[int]:
     from fontTools.ttLib import TTFont
 

@@ -27,6 +27,7 @@ class Sinusoid:
 
         x, y: [B, shots, 1] and [B, queries, 1]
         """
+
         def uniform(shape, bounds):
             low, high = bounds
             return low + (high - low) * torch.rand(shape, generator=generator)

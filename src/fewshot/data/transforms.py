@@ -106,9 +106,12 @@ def random_affine(
         # Forward map in pixel units about the centre: A = s R(a) [[1, k], [0, 1]]. The grid
         # needs its inverse in normalised units: D^-1 A^-1 D with D = diag(W/2, H/2).
         cos, sin = torch.cos(a), torch.sin(a)
-        inv = torch.stack(  # A^-1 = [[1, -k], [0, 1]] R(-a) / s   [M, 2, 2]
-            [torch.stack([cos + k * sin, sin - k * cos], -1), torch.stack([-sin, cos], -1)], -2
-        ) / s[:, None, None]
+        inv = (
+            torch.stack(  # A^-1 = [[1, -k], [0, 1]] R(-a) / s   [M, 2, 2]
+                [torch.stack([cos + k * sin, sin - k * cos], -1), torch.stack([-sin, cos], -1)], -2
+            )
+            / s[:, None, None]
+        )
         d = torch.tensor([w / 2, h / 2], dtype=torch.float64)
         lin = inv * d[None, None, :] / d[None, :, None]  # [M, 2, 2]
         theta = torch.cat([lin, -lin @ t[:, :, None]], -1)  # [M, 2, 3] output -> input

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10

@@ -27,8 +27,9 @@ def plot_run(run_dir, out: str | Path | None = None) -> Path:
     if val:
         steps, mean, ci = [r["step"] for r in val], [r[score] for r in val], [r["ci95"] for r in val]
         ax_score.plot(steps, mean, marker="o", label=f"validation {score}")
-        ax_score.fill_between(steps, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)],
-                              alpha=0.25, label="95% CI")
+        ax_score.fill_between(
+            steps, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)], alpha=0.25, label="95% CI"
+        )
     ax_score.set(title=score, xlabel="step", ylabel=score)
     ax_score.legend()
     for ax in (ax_loss, ax_score):

@@ -74,8 +74,14 @@ class Progress:
         self.quiet, self.every, self.enabled, self.total = quiet, max(1, every), enabled, total
         self.bar = None
         if enabled and not quiet:
-            self.bar = tqdm(total=total, initial=start, desc="meta-train", unit="step", dynamic_ncols=True,
-                            mininterval=0.1 if sys.stderr.isatty() else 5.0)  # logs to a file: a line per 5 s
+            self.bar = tqdm(
+                total=total,
+                initial=start,
+                desc="meta-train",
+                unit="step",
+                dynamic_ncols=True,
+                mininterval=0.1 if sys.stderr.isatty() else 5.0,
+            )  # logs to a file: a line per 5 s
 
     def update(self, step: int, metrics: dict) -> None:
         if self.bar is not None:

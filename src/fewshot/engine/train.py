@@ -81,8 +81,18 @@ class Trainer:
     every checkpoint so that predict and serve can rebuild the learner.
     """
 
-    def __init__(self, config: TrainConfig, algorithm: nn.Module, train_data, val_data=None, test_data=None,
-                 *, metadata: dict | None = None, transform=None, resume: bool = False):
+    def __init__(
+        self,
+        config: TrainConfig,
+        algorithm: nn.Module,
+        train_data,
+        val_data=None,
+        test_data=None,
+        *,
+        metadata: dict | None = None,
+        transform=None,
+        resume: bool = False,
+    ):
         self.config, self.metadata, self.transform = config, metadata or {}, transform
         self.device = resolve_device(config.device)
         self.world = D.init_world(str(self.device))
@@ -94,7 +104,9 @@ class Trainer:
         self.algorithm = algorithm.to(self.device)
         if config.channels_last:
             self.algorithm.to(memory_format=torch.channels_last)  # changes 4-d tensors only
-        self.train_data, self.val_data, self.test_data = (_to_device(d, self.device) for d in (train_data, val_data, test_data))
+        self.train_data, self.val_data, self.test_data = (
+            _to_device(d, self.device) for d in (train_data, val_data, test_data)
+        )
         self.sampler = EpisodeSampler(self.train_data, config.ways, config.shots, config.queries, seed=config.seed)
         self.augment_generator = torch.Generator().manual_seed(config.seed + 1)
         self.optimizer = make_optimizer(config, [p for p in self.algorithm.parameters() if p.requires_grad])
@@ -109,8 +121,12 @@ class Trainer:
         if self.world.is_writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config.save(self.run_dir / "config.json")
-        self.logger = RunLogger(self.run_dir, writer=self.world.is_writer, tensorboard=config.tensorboard,
-                                resume_step=self.step if resume else None)
+        self.logger = RunLogger(
+            self.run_dir,
+            writer=self.world.is_writer,
+            tensorboard=config.tensorboard,
+            resume_step=self.step if resume else None,
+        )
 
     # -- one step -------------------------------------------------------------------------
     @property
@@ -191,10 +207,16 @@ class Trainer:
             self._save_deployable({})
         test = None if interrupted else self._test()
         self.logger.close()
-        result = TrainResult(self.run_dir, self.step, interrupted, self.best_step, self.best_val, test,
-                             writer=self.world.is_writer)
+        result = TrainResult(
+            self.run_dir, self.step, interrupted, self.best_step, self.best_val, test, writer=self.world.is_writer
+        )
         if self.world.is_writer and test is not None:
-            summary = {"step": self.step, "best_step": self.best_step, "best_val": self.best_val, "test": test.to_dict()}
+            summary = {
+                "step": self.step,
+                "best_step": self.best_step,
+                "best_val": self.best_val,
+                "test": test.to_dict(),
+            }
             (self.run_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
         return result
 
@@ -202,10 +224,20 @@ class Trainer:
         """Validate, keep the best checkpoint; True when early stopping should stop the run."""
         c = self.config
         ways, shots, queries = c.eval_shape
-        res = evaluate(self.algorithm, self.val_data, ways, shots, queries, episodes=c.val_episodes,
-                       seed=c.seed + 10_000, device=self.device)
+        res = evaluate(
+            self.algorithm,
+            self.val_data,
+            ways,
+            shots,
+            queries,
+            episodes=c.val_episodes,
+            seed=c.seed + 10_000,
+            device=self.device,
+        )
         self.logger.log(self.step, "val", {res.metric: res.mean, "ci95": res.ci95})
-        better = self.best_val is None or (res.mean > self.best_val if res.metric == "accuracy" else res.mean < self.best_val)
+        better = self.best_val is None or (
+            res.mean > self.best_val if res.metric == "accuracy" else res.mean < self.best_val
+        )
         progress.note(f"step {self.step}: validation {res}{' (best)' if better else ''}")
         if better:
             self.best_step, self.best_val, self.stale = self.step, res.mean, 0
@@ -221,8 +253,16 @@ class Trainer:
         if self.best_state is not None and self.best_step != self.step:
             self.algorithm.load_state_dict(self.best_state)
         ways, shots, queries = self.config.eval_shape
-        res = evaluate(self.algorithm, self.test_data, ways, shots, queries, episodes=self.config.test_episodes,
-                       seed=self.config.seed + 20_000, device=self.device)
+        res = evaluate(
+            self.algorithm,
+            self.test_data,
+            ways,
+            shots,
+            queries,
+            episodes=self.config.test_episodes,
+            seed=self.config.seed + 20_000,
+            device=self.device,
+        )
         self.logger.log(self.step, "test", {res.metric: res.mean, "ci95": res.ci95, "episodes": res.episodes})
         if self.world.is_writer:
             meta = self._metadata({"test": res.to_dict() | {"per_episode": None}})
@@ -268,7 +308,11 @@ class Trainer:
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.best_step, self.best_val, self.stale = (
-            state["step"], state["best_step"], state["best_val"], state["stale"])
+            state["step"],
+            state["best_step"],
+            state["best_val"],
+            state["stale"],
+        )
         self.log_window = state["log_window"]
         if self.best_step is not None:
             self.best_state = read_checkpoint(self.run_dir / "checkpoint")[1]

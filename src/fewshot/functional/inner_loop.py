@@ -110,8 +110,9 @@ def _autograd_grad_and_value(loss_fn: LossFn, first_order: bool) -> Callable[...
         with torch.enable_grad():
             point = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in params.items()}
             loss = loss_fn(point, *data)
-            grads = torch.autograd.grad(loss, list(point.values()), create_graph=not first_order,
-                                        allow_unused=True, materialize_grads=True)
+            grads = torch.autograd.grad(
+                loss, list(point.values()), create_graph=not first_order, allow_unused=True, materialize_grads=True
+            )
         return dict(zip(point, grads)), loss
 
     return grad_and_value

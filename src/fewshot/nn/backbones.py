@@ -59,8 +59,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         layers = []
         for i in range(3):
-            layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(out_channels)]
+            layers += [
+                nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+            ]
             if i < 2:
                 layers.append(nn.LeakyReLU(0.1))
         self.body = nn.Sequential(*layers)
@@ -74,7 +76,9 @@ class ResidualBlock(nn.Module):
 class ResNet12(Backbone):
     """ResNet-12 (TADAM / MetaOptNet): 4 residual blocks, global average pooling."""
 
-    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (64, 160, 320, 640), num_classes: int | None = None):
+    def __init__(
+        self, in_channels: int = 3, widths: Sequence[int] = (64, 160, 320, 640), num_classes: int | None = None
+    ):
         chans = [in_channels, *widths]
         blocks = [ResidualBlock(chans[i], chans[i + 1]) for i in range(len(widths))]
         body = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())

@@ -123,8 +123,14 @@ def create_app(checkpoint, *, api_key: str | None = None, limits: Limits = Limit
         rows = []
         for name, probs in zip(names, prediction.probabilities.tolist()):
             best = max(range(len(probs)), key=probs.__getitem__)
-            rows.append({"name": name, "class": prediction.classes[best], "probability": probs[best],
-                         "probabilities": dict(zip(prediction.classes, probs))})
+            rows.append(
+                {
+                    "name": name,
+                    "class": prediction.classes[best],
+                    "probability": probs[best],
+                    "probabilities": dict(zip(prediction.classes, probs)),
+                }
+            )
         return {"classes": prediction.classes, "predictions": rows}
 
     return app
@@ -185,8 +191,11 @@ async def _read_task(request: Request, limits: Limits):
 
 async def _read_multipart(request: Request, limits: Limits):
     try:
-        form = await request.form(max_files=limits.max_support + limits.max_query + 1,
-                                  max_fields=limits.max_support + 10, max_part_size=limits.max_image_bytes)
+        form = await request.form(
+            max_files=limits.max_support + limits.max_query + 1,
+            max_fields=limits.max_support + 10,
+            max_part_size=limits.max_image_bytes,
+        )
     except (HTTPException, MultiPartException) as e:
         raise Refusal(400, f"malformed multipart body: {getattr(e, 'detail', None) or e}") from None
     files, labels = form.getlist("support"), form.getlist("label")
@@ -206,7 +215,11 @@ async def _read_json(request: Request):
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise Refusal(400, f"malformed JSON: {e}") from None
-    if not isinstance(body, dict) or not isinstance(body.get("support"), list) or not isinstance(body.get("query"), list):
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("support"), list)
+        or not isinstance(body.get("query"), list)
+    ):
         raise Refusal(422, 'expected {"support": [{"label": ..., "image": base64}, ...], "query": [base64, ...]}')
     support, labels = [], []
     for i, item in enumerate(body["support"]):
@@ -216,7 +229,9 @@ async def _read_json(request: Request):
         labels.append(str(item["label"]))
     queries, names = [], []
     for i, item in enumerate(body["query"]):
-        image, name = (item.get("image"), item.get("name", f"query[{i}]")) if isinstance(item, dict) else (item, f"query[{i}]")
+        image, name = (
+            (item.get("image"), item.get("name", f"query[{i}]")) if isinstance(item, dict) else (item, f"query[{i}]")
+        )
         queries.append(_b64(image, f"query[{i}]"))
         names.append(str(name))
     return support, labels, queries, names

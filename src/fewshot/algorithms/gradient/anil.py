@@ -34,12 +34,24 @@ class ANIL(GradientAlgorithm):
     model runs its full forward at every inner step.
     """
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1, *,
-                 head: str | nn.Module | Sequence[str] = "head", first_order: bool = False, **settings) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.4,
+        inner_steps: int = 1,
+        *,
+        head: str | nn.Module | Sequence[str] = "head",
+        first_order: bool = False,
+        **settings,
+    ) -> None:
         super().__init__(model, inner_lr, inner_steps, first_order=first_order, **settings)
         self.head_prefixes = _head_prefixes(model, head)
-        self.split_forward = (isinstance(model, Backbone) and type(model).forward is Backbone.forward
-                              and model.head is not None and self.head_prefixes == ("head",))
+        self.split_forward = (
+            isinstance(model, Backbone)
+            and type(model).forward is Backbone.forward
+            and model.head is not None
+            and self.head_prefixes == ("head",)
+        )
 
     def _is_fast(self, name: str) -> bool:
         return any(name == p or name.startswith(p + ".") for p in self.head_prefixes)

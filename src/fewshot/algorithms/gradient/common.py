@@ -111,8 +111,12 @@ class GradientAlgorithm(Algorithm):
         slow = {k: p for k, p in params.items() if k not in fast}
         if detached:
             fast, slow = detach(fast), detach(slow)
-        return {"fast": fast, "slow": slow, "buffers": functional_buffers(self.model, self.bn),
-                **self._extra_state(detached)}
+        return {
+            "fast": fast,
+            "slow": slow,
+            "buffers": functional_buffers(self.model, self.bn),
+            **self._extra_state(detached),
+        }
 
     def _bn_mode(self):
         return bn_eval(self.model, enabled=self.bn == "running")
@@ -124,7 +128,8 @@ class GradientAlgorithm(Algorithm):
         if self._regression(y):
             if prediction.numel() != y.numel():
                 raise ValueError(
-                    f"regression targets {tuple(y.shape)} do not match predictions {tuple(prediction.shape)}")
+                    f"regression targets {tuple(y.shape)} do not match predictions {tuple(prediction.shape)}"
+                )
             return F.mse_loss(prediction, y.reshape(prediction.shape).to(prediction.dtype))
         return F.cross_entropy(prediction, y)
 
@@ -135,16 +140,25 @@ class GradientAlgorithm(Algorithm):
             return F.mse_loss(prediction, y.reshape(prediction.shape).to(prediction.dtype))
         return (prediction.argmax(-1) == y).to(prediction.dtype).mean()
 
-    def _inner(self, state: Mapping[str, Any], fast: Params, z: Tensor, y: Tensor, steps: int,
-               first_order: bool) -> tuple[Params, Tensor]:
+    def _inner(
+        self, state: Mapping[str, Any], fast: Params, z: Tensor, y: Tensor, steps: int, first_order: bool
+    ) -> tuple[Params, Tensor]:
         """Adapt ``fast`` on one task's embedded support ``z`` [M, ...], labels ``y`` [M]."""
         slow, buffers = state["slow"], state["buffers"]
 
         def support_loss(f: Params, z: Tensor, y: Tensor) -> Tensor:
             return self._loss(self._predict({**slow, **f}, buffers, z), y)
 
-        return inner_loop(support_loss, fast, z, y, steps=steps, optimizer=self._optimizer(state),
-                          first_order=first_order, engine=state.get("grad_engine", "func"))
+        return inner_loop(
+            support_loss,
+            fast,
+            z,
+            y,
+            steps=steps,
+            optimizer=self._optimizer(state),
+            first_order=first_order,
+            engine=state.get("grad_engine", "func"),
+        )
 
     def _task(self, state: Mapping[str, Any], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> dict[str, Tensor]:
         """One task: adapt on the support set, score the query set at the adapted params.
@@ -175,8 +189,12 @@ class GradientAlgorithm(Algorithm):
             return self._batcher(state, episode.support_x, episode.support_y, episode.query_x, episode.query_y)
 
     def _metrics(self, out: Mapping[str, Tensor], y: Tensor, **extra: Tensor) -> dict[str, float]:
-        names = {"loss": out["loss"], "mse" if self._regression(y) else "accuracy": out["score"],
-                 "support_loss_before": out["support_before"], "support_loss_after": out["support_after"]}
+        names = {
+            "loss": out["loss"],
+            "mse" if self._regression(y) else "accuracy": out["score"],
+            "support_loss_before": out["support_before"],
+            "support_loss_after": out["support_after"],
+        }
         names.update(extra)
         values = torch.stack([v.detach().float().mean() for v in names.values()]).tolist()
         return dict(zip(names, values))
@@ -220,5 +238,7 @@ class GradientAlgorithm(Algorithm):
         return predictor
 
     def extra_repr(self) -> str:
-        return (f"inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, first_order={self.first_order}, "
-                f"task={self.task!r}, bn={self.bn!r}, task_batching={self.task_batching!r}")
+        return (
+            f"inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, first_order={self.first_order}, "
+            f"task={self.task!r}, bn={self.bn!r}, task_batching={self.task_batching!r}"
+        )

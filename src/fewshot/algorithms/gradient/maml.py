@@ -18,8 +18,9 @@ class MAML(GradientAlgorithm):
     ``task``, ``bn``, ``task_batching``, ``compile`` and ``adapt_steps``.
     """
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1, first_order: bool = False,
-                 **settings) -> None:
+    def __init__(
+        self, model: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1, first_order: bool = False, **settings
+    ) -> None:
         super().__init__(model, inner_lr, inner_steps, first_order=first_order, **settings)
 
 

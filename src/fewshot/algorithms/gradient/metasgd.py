@@ -21,13 +21,17 @@ class MetaSGD(GradientAlgorithm):
     trainable weight, initialised to ``inner_lr`` and meta-trained with ``theta``
     (``self.lrs``, keyed by parameter name with dots written ``__``)."""
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1, first_order: bool = False,
-                 **settings) -> None:
+    def __init__(
+        self, model: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1, first_order: bool = False, **settings
+    ) -> None:
         super().__init__(model, inner_lr, inner_steps, first_order=first_order, **settings)
-        self.lrs = nn.ParameterDict({
-            _key(k): nn.Parameter(torch.full_like(p.detach(), float(inner_lr)))
-            for k, p in model.named_parameters() if p.requires_grad
-        })
+        self.lrs = nn.ParameterDict(
+            {
+                _key(k): nn.Parameter(torch.full_like(p.detach(), float(inner_lr)))
+                for k, p in model.named_parameters()
+                if p.requires_grad
+            }
+        )
 
     def _is_fast(self, name: str) -> bool:
         return _key(name) in self.lrs

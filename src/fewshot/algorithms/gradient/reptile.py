@@ -34,9 +34,17 @@ class Reptile(GradientAlgorithm):
     (``surrogate``). ``adapt`` always trains on the support set.
     """
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.1, inner_steps: int = 5, *,
-                 inner_optimizer: str = "sgd", inner_data: str = "support",
-                 adam_betas: tuple[float, float] = (0.0, 0.999), **settings) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.1,
+        inner_steps: int = 5,
+        *,
+        inner_optimizer: str = "sgd",
+        inner_data: str = "support",
+        adam_betas: tuple[float, float] = (0.0, 0.999),
+        **settings,
+    ) -> None:
         if settings.pop("first_order", True) is not True:
             raise ValueError("Reptile is first-order by construction")
         if inner_optimizer not in INNER_OPTIMIZERS:

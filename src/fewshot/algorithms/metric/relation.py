@@ -148,4 +148,3 @@ class RelationNet(Algorithm):
                 return self.scores(support_z, support_y[None], query_z, ways, relation)[0]  # [Q, N]
 
         return predict
-
