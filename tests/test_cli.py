@@ -160,3 +160,45 @@ def test_evaluate_omniglot_runs(trained, capsys, tmp_path):
     result = json.loads(capsys.readouterr().out)
     assert result["runs"] == 3 and result["ways"] == 5 and result["shots"] == 1 and result["episodes"] == 3
     assert result["error"] == pytest.approx(1 - result["accuracy"])
+
+
+def test_finetune_pretrains_on_global_labels(trained, tmp_path):
+    _, data, _ = trained
+    out = tmp_path / "ft"
+    argv = [
+        "train",
+        "--algorithm",
+        "finetune",
+        "--dataset",
+        "image-folder",
+        "--data-root",
+        str(data),
+        "--ways",
+        "3",
+        "--shots",
+        "1",
+        "--queries",
+        "2",
+        "--steps",
+        "4",
+        "--out",
+        str(out),
+        "--quiet",
+        "--test-episodes",
+        "4",
+        "--set",
+        "dataset_options.image_size=28",
+        "--set",
+        "dataset_options.channels=1",
+        "--set",
+        "batch_size=8",
+        "--set",
+        "val_split=none",
+        "--set",
+        "log_every=1",
+    ]
+    assert main(argv) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    # supervised batches over all 8 classes: the classifier's loss starts near log(8), not log(3)
+    assert len(train) == 4 and abs(train[0]["loss"] - np.log(8)) < 0.5
