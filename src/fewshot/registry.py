@@ -7,7 +7,10 @@ settings, and what the data looks like (input shape, ways, task kind).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+import torch
 
 from torch import nn
 
@@ -24,7 +27,7 @@ def _encoder(spec: dict, num_classes: int | None = None) -> nn.Module:
 
     name, options, shape = spec["backbone"], dict(spec.get("backbone_options", {})), spec["input_shape"]
     if name == "mlp":
-        options.setdefault("in_features", int(_prod(shape)))
+        options.setdefault("in_features", math.prod(shape))
     else:
         if len(shape) != 3:
             raise ValueError(f"backbone {name!r} needs images [C, H, W], but the data has shape {shape}")
@@ -32,13 +35,6 @@ def _encoder(spec: dict, num_classes: int | None = None) -> nn.Module:
         if name == "conv4":
             options.setdefault("image_size", shape[-1])
     return get_backbone(name, num_classes=num_classes, **options)
-
-
-def _prod(shape) -> int:
-    out = 1
-    for s in shape:
-        out *= s
-    return out
 
 
 def build_algorithm(spec: dict) -> Algorithm:
@@ -100,7 +96,7 @@ def check_names(config) -> None:
 def learner_spec(config, dataset) -> dict:
     """The spec of ``config``'s learner for data shaped like ``dataset``'s."""
     if hasattr(dataset, "sample_tasks"):  # a regression task family
-        episode = dataset.sample_tasks(1, 1, 1, _generator())
+        episode = dataset.sample_tasks(1, 1, 1, torch.Generator().manual_seed(0))
         input_shape, task, target_dim = list(episode.support_x.shape[2:]), "regression", episode.support_y.shape[-1]
     else:
         input_shape, task, target_dim = list(dataset[0][0].shape), "classification", None
@@ -115,12 +111,6 @@ def learner_spec(config, dataset) -> dict:
         "target_dim": target_dim,
         "num_train_classes": getattr(dataset, "num_classes", 0),
     }
-
-
-def _generator():
-    import torch
-
-    return torch.Generator().manual_seed(0)
 
 
 def load_learner(path) -> tuple[Algorithm, dict]:
