@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 import torch
-
 from torch import nn
 
 from fewshot.algorithms.base import Algorithm
