@@ -16,6 +16,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +74,7 @@ def load(name: str, root: str | None) -> tuple[object, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="omniglot", help="omniglot (default) or glyphs")
-    parser.add_argument("--data-root", default="/work/shared/data/omniglot")
+    parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared/data/omniglot"))
     parser.add_argument("--ways", type=int, default=5)
     parser.add_argument("--shots", type=int, default=1)
     parser.add_argument("--queries", type=int, default=15)
@@ -82,6 +83,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the median round is reported")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        help="keep conv weights NCHW (the trainer uses channels-last by default)",
+    )
     args = parser.parse_args()
 
     if args.threads:
@@ -96,6 +102,8 @@ def main() -> None:
     )
     torch.manual_seed(0)
     model = ProtoNet(Conv4(in_channels=dataset.data.shape[1], image_size=dataset.data.shape[-1])).to(device).train()
+    if not args.no_channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step(episode: Episode, loss_fn=model.meta_loss) -> None:
@@ -127,7 +135,8 @@ def main() -> None:
     print(f"timing       median of {args.rounds} interleaved rounds of {args.episodes} steps each")
     print(
         f"setting      {args.ways}-way {args.shots}-shot {args.queries}-query, {tasks} task(s)/episode, "
-        f"Conv4, Adam, device {device}, {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}"
+        f"Conv4{'' if args.no_channels_last else ' (channels-last)'}, Adam, device {device}, "
+        f"{torch.get_num_threads()} CPU thread(s), torch {torch.__version__}"
     )
     print(f"full step    {1 / full:8.1f} episodes/s  {tasks / full:8.1f} tasks/s  ({1e3 * full:.2f} ms/episode)")
     parts = sample_only + model_only
