@@ -196,3 +196,9 @@ def test_port_in_use_is_one_clear_error(server, checkpoint, capsys):
     assert main(["serve", str(checkpoint), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_port_is_a_usage_error(checkpoint, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", str(checkpoint), "--port", "99999"])
+    assert exit_info.value.code == 2 and "is not a TCP port" in capsys.readouterr().err

@@ -11,6 +11,13 @@ from fewshot.cli import commands
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 
+def port_number(text: str) -> int:
+    port = int(text) if text.isdigit() else -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fewshot", description="Meta-learning: train, evaluate, predict, serve.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -70,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="HTTP service: adapt on a support set and predict per request")
     sv.add_argument("checkpoint")
     sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--port", type=port_number, default=8000)
     sv.add_argument(
         "--api-key", default=None, help="require this key in the X-API-Key header (default: $FEWSHOT_API_KEY if set)"
     )
