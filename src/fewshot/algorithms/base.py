@@ -24,6 +24,9 @@ class Algorithm(nn.Module):
     changes the algorithm's own parameters.
     """
 
+    channels_last: bool = True
+    """Whether the trainer should store 4-d weights channels-last (faster conv steps on CPU)."""
+
     def meta_loss(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
 

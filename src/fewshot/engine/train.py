@@ -102,7 +102,7 @@ class Trainer:
             raise ValueError(f"meta_batch {config.meta_batch} does not split over {self.world.size} processes")
         torch.manual_seed(config.seed)
         self.algorithm = algorithm.to(self.device)
-        if config.channels_last:
+        if config.channels_last and getattr(algorithm, "channels_last", True):
             self.algorithm.to(memory_format=torch.channels_last)  # changes 4-d tensors only
         self.train_data, self.val_data, self.test_data = (
             _to_device(d, self.device) for d in (train_data, val_data, test_data)
