@@ -202,3 +202,61 @@ def test_finetune_pretrains_on_global_labels(trained, tmp_path):
     train = [r for r in records if r["split"] == "train"]
     # supervised batches over all 8 classes: the classifier's loss starts near log(8), not log(3)
     assert len(train) == 4 and abs(train[0]["loss"] - np.log(8)) < 0.5
+
+
+def test_ctrl_c_saves_and_resume_finishes(trained, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, data, _ = trained
+    out = tmp_path / "run"
+
+    def args(steps):
+        return [
+            "train",
+            "--dataset",
+            "image-folder",
+            "--data-root",
+            str(data),
+            "--ways",
+            "3",
+            "--shots",
+            "1",
+            "--queries",
+            "2",
+            "--steps",
+            str(steps),
+            "--out",
+            str(out),
+            "--quiet",
+            "--test-episodes",
+            "4",
+            "--set",
+            "dataset_options.image_size=28",
+            "--set",
+            "dataset_options.channels=1",
+            "--set",
+            "val_split=none",
+            "--set",
+            "log_every=1",
+            "--set",
+            "tensorboard=false",
+        ]
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fewshot", *args(100_000)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "resume with: fewshot train --resume" in output
+    step = json.loads((out / "last" / "checkpoint.json").read_text())["step"]
+    assert step >= 3
+    assert main([*args(step + 2), "--resume"]) == 0
+    assert json.loads((out / "result.json").read_text())["step"] == step + 2
