@@ -20,7 +20,6 @@ import os
 import platform
 import shlex
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,19 +85,19 @@ def train(preset: str, out: Path, args, **overrides):
     learner = Learner(config=preset, **settings)
     saved = out / "config.json"
     finished = (out / "result.json").exists() and saved.exists()
-    if finished and _same_run(json.loads(saved.read_text()), learner.config.to_dict()):
-        learner = Learner.load(out / "checkpoint")
-        wall = json.loads((out / "result.json").read_text()).get("wall_s")
-    else:
-        start = time.time()
-        result = learner.fit(resume=(out / "last").exists() and saved.exists())
-        wall = time.time() - start
-        summary = json.loads((out / "result.json").read_text())
-        (out / "result.json").write_text(json.dumps({**summary, "wall_s": wall}, indent=2) + "\n")
-        if result.interrupted:
+    if not (finished and _same_run(json.loads(saved.read_text()), learner.config.to_dict())):
+        if learner.fit(resume=(out / "last").exists() and saved.exists()).interrupted:
             sys.exit(130)
+    learner = Learner.load(out / "checkpoint")
+    wall = json.loads((out / "result.json").read_text()).get("train_seconds") or _logged_seconds(out)
     budget = {"steps": learner.config.steps, "preset_steps": full_steps}
     return learner, budget, wall
+
+
+def _logged_seconds(out: Path) -> float:
+    """Training time of runs older than ``train_seconds``: first to last metrics record."""
+    times = [json.loads(line)["time"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return times[-1] - times[0]
 
 
 def _same_run(a: dict, b: dict) -> bool:

@@ -18,6 +18,7 @@ import json
 import math
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,7 @@ class Trainer:
         self.stop_requested = False
         self.best_state: dict | None = None  # weights of the best validation, kept for the final test
         self.log_window: list[dict] = []  # training metrics since the last metrics.jsonl record
+        self.train_seconds = 0.0  # wall time of the training loop, over resumes
         if resume:
             self._restore(self.run_dir / "last")
         if self.world.is_writer:
@@ -178,6 +180,7 @@ class Trainer:
         c = self.config
         progress = Progress(self.step, c.steps, quiet=c.quiet, every=c.log_every * 10, enabled=self.world.is_writer)
         interrupted, window = False, self.log_window
+        started = time.monotonic() - self.train_seconds
         restore = _stop_on_sigint(self)
         try:
             while self.step < c.steps and not self.stop_requested:
@@ -199,6 +202,7 @@ class Trainer:
         finally:
             restore()
             progress.close()
+            self.train_seconds = time.monotonic() - started
         if self.stop_requested:
             interrupted = True
             progress.note(f"interrupted at step {self.step}; saved {self.run_dir / 'last'} (resume with --resume)")
@@ -286,6 +290,7 @@ class Trainer:
             "best_val": self.best_val,
             "stale": self.stale,
             "log_window": self.log_window,
+            "train_seconds": self.train_seconds,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler_rng": self.sampler.generator.get_state(),
@@ -314,6 +319,7 @@ class Trainer:
             state["stale"],
         )
         self.log_window = state["log_window"]
+        self.train_seconds = state.get("train_seconds", 0.0)
         if self.best_step is not None:
             self.best_state = read_checkpoint(self.run_dir / "checkpoint")[1]
 
