@@ -260,3 +260,12 @@ def test_ctrl_c_saves_and_resume_finishes(trained, tmp_path):
     assert step >= 3
     assert main([*args(step + 2), "--resume"]) == 0
     assert json.loads((out / "result.json").read_text())["step"] == step + 2
+
+
+def test_download_from_a_local_source(tmp_path, capsys, omniglot_root):
+    assert main(["download", "omniglot", str(tmp_path / "og"), "--source", str(omniglot_root)]) == 0
+    assert (tmp_path / "og" / "images_background.zip").stat().st_size == (
+        omniglot_root / "images_background.zip"
+    ).stat().st_size
+    assert main(["download", "omniglot", str(tmp_path / "og2"), "--source", str(tmp_path / "nowhere")]) == 2
+    assert "source folder not found" in capsys.readouterr().err

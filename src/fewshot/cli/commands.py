@@ -179,6 +179,14 @@ def serve(args) -> int:
     return 0
 
 
+def download(args) -> int:
+    from fewshot.data.download import download_omniglot
+
+    root = download_omniglot(args.root, source=args.source)
+    print(f"omniglot is in {root}; train with: fewshot train --config omniglot-protonet-5w1s --data-root {root}")
+    return 0
+
+
 def list_names(args) -> int:
     from fewshot.data.registry import DATASETS
     from fewshot.nn import BACKBONES

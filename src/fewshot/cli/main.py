@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sv.set_defaults(run=commands.serve)
 
+    dl = sub.add_parser("download", help="fetch the Omniglot release zips (MD5-checked) into a folder")
+    dl.add_argument("dataset", choices=["omniglot"])
+    dl.add_argument("root", help="folder to put the zips in")
+    dl.add_argument("--source", help="copy the zips from this local folder instead of downloading")
+    dl.set_defaults(run=commands.download)
+
     ls = sub.add_parser("list", help="algorithms, backbones, datasets and presets")
     ls.set_defaults(run=commands.list_names)
 
