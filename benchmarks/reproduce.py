@@ -62,6 +62,7 @@ NOT_RUN = {
     "maml": "second order wants a GPU; none was available",
     "metasgd": "second order wants a GPU; none was available",
 }
+NOT_REACHED = "not reached in the CPU time so far"
 SINUSOID = {"k5": "sinusoid-maml-k5", "k10": "sinusoid-maml-k10"}
 
 
@@ -205,7 +206,7 @@ def table(folder: str) -> str:
             r = done.get((name, cell))
             if r is None:
                 lines.append(
-                    f"| {row.title} | {cell} | not run yet ({NOT_RUN.get(name, 'not reached in the CPU time so far')}) | "
+                    f"| {row.title} | {cell} | not run yet ({NOT_RUN.get(name, NOT_REACHED)}) | "
                     f"{row.published[cell]} | | | | | `python benchmarks/reproduce.py {name} --cells {cell}` |"
                 )
                 continue
