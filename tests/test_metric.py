@@ -148,32 +148,34 @@ def test_protonet_errors():
 # --------------------------------------------------------------------------- MatchingNet
 
 
-def matching_reference(encoder, ep):
-    """P(n | q) = sum over support i of class n of exp(cos(q, s_i)) / sum_j exp(cos(q, s_j))."""
+def matching_reference(encoder, ep, scale=1.0):
+    """P(n | q) = sum over support i of class n of exp(s cos(q, x_i)) / sum_j exp(s cos(q, x_j))."""
     out = []
     for t in range(ep.batch_size):
         zs, zq, sy = encoder(ep.support_x[t]), encoder(ep.query_x[t]), ep.support_y[t]
         ways = int(sy.max()) + 1
         rows = []
         for q in zq:
-            w = [torch.exp((q @ s) / (q.norm() * s.norm())) for s in zs]
+            w = [torch.exp(scale * (q @ s) / (q.norm() * s.norm())) for s in zs]
             total = sum(w)
             rows.append(torch.stack([sum(w[i] for i in range(len(sy)) if sy[i] == n) / total for n in range(ways)]))
         out.append(torch.stack(rows))
     return torch.stack(out)
 
 
+@pytest.mark.parametrize("scale", [1.0, 10.0])
 @pytest.mark.parametrize("labels", [(0, 0, 1, 1, 2, 2), (0, 1, 1, 1, 2, 2)])
-def test_matching_probabilities_match_attention_formula(labels):
-    model = MatchingNet(mlp_encoder())
+def test_matching_probabilities_match_attention_formula(labels, scale):
+    model = MatchingNet(mlp_encoder(), scale=scale, learn_scale=scale != 1.0)
     ep = episode(labels=labels)
-    ref = matching_reference(model.encoder, ep)
+    ref = matching_reference(model.encoder, ep, scale)
     torch.testing.assert_close(model.logits(ep).exp(), ref)
     loss, metrics = model.meta_loss(ep)
     torch.testing.assert_close(loss, -ref.gather(-1, ep.query_y[..., None]).log().mean())
     assert metrics["accuracy"] == pytest.approx(float((ref.argmax(-1) == ep.query_y).double().mean()))
     loss.backward()
-    assert all(p.grad is not None for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in model.parameters())
+    assert isinstance(model.scale, float) == (scale == 1.0)  # the paper's plain cosine is fixed
 
 
 def test_matching_invariant_to_support_order():

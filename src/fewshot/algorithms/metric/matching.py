@@ -61,18 +61,32 @@ class FullContextEmbedding(nn.Module):
 
 class MatchingNet(Algorithm):
     """P(y | q, S) = sum_i a(q, x_i) onehot(y_i), with a = softmax over the support of
-    cosine similarities between query and support embeddings (no temperature, as in
-    the paper). The loss is the NLL of log(P) (P clamped to >= 1e-8); the "logits"
-    returned by ``logits`` and by predictors are these log-probabilities.
+    ``scale`` * cosine(f(q), g(x_i)). The loss is the NLL of log(P) (P clamped to >= 1e-8);
+    the "logits" returned by ``logits`` and by predictors are these log-probabilities.
+
+    The paper's softmax has no temperature (``scale=1.0, learn_scale=False``), but with
+    cosines in [-1, 1] the attention cannot be sharp: for 5-way 1-shot the best possible
+    P(correct) is e / (e + 4/e) = 0.65, and on Omniglot training stalls near 85%. By
+    default ``scale`` is a learned scalar initialised to 10 (as in ProtoNet's cosine).
 
     ``fce=True`` adds the full context embeddings (see ``FullContextEmbedding``) on
     top of the encoder's embeddings of width ``feature_dim`` (default
     ``encoder.out_features``), with ``steps`` processing steps.
     """
 
-    def __init__(self, encoder: nn.Module, fce: bool = False, *, steps: int = 5, feature_dim: int | None = None):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        fce: bool = False,
+        *,
+        steps: int = 5,
+        feature_dim: int | None = None,
+        scale: float = 10.0,
+        learn_scale: bool = True,
+    ):
         super().__init__()
         self.encoder = encoder
+        self.scale = nn.Parameter(torch.tensor(float(scale))) if learn_scale else float(scale)
         self.fce: FullContextEmbedding | None = None
         if fce:
             dim = feature_dim if feature_dim is not None else getattr(encoder, "out_features", None)
@@ -86,7 +100,7 @@ class MatchingNet(Algorithm):
             support_z = self.fce.embed_support(support_z)
             query_z = self.fce.embed_query(query_z, support_z)
         cosine = F.normalize(query_z, dim=-1) @ F.normalize(support_z, dim=-1).transpose(1, 2)  # [B, Q, S]
-        probs = torch.softmax(cosine, dim=-1) @ one_hot(support_y, ways, cosine.dtype)  # [B, Q, N]
+        probs = torch.softmax(self.scale * cosine, dim=-1) @ one_hot(support_y, ways, cosine.dtype)  # [B, Q, N]
         return probs.clamp(EPS, 1.0).log()
 
     def logits(self, episode: Episode) -> Tensor:
