@@ -54,7 +54,13 @@ ROWS = {
         shared={"5w1s": "20w1s", "5w5s": "20w5s"},
         note="no FCE; learned softmax scale on the cosines; one learner per shot count, trained 20-way",
     ),
-    "relation": Row("RelationNet", dict(zip(CELLS, (99.6, 99.8, 97.6, 99.1))), "Sung et al. 2018, Table 1"),
+    "relation": Row(
+        "RelationNet",
+        dict(zip(CELLS, (99.6, 99.8, 97.6, 99.1))),
+        "Sung et al. 2018, Table 1",
+        shared={"20w1s": "5w1s", "20w5s": "5w5s"},
+        note="one learner per shot count, trained 5-way (the paper trains 20-way cells 20-way)",
+    ),
     "maml": Row("MAML", dict(zip(CELLS, (98.7, 99.9, 95.8, 98.9))), "Finn et al. 2017, Table 1", note="second order"),
     "fomaml": Row("first-order MAML", dict(zip(CELLS, (98.3, 99.2, 89.4, 97.9))), "Finn et al. 2017, Table 1"),
     "reptile": Row(
@@ -88,11 +94,12 @@ def cell_shape(cell: str) -> tuple[int, int]:
 def train(preset: str, out: Path, args, **overrides):
     """A trained Learner for ``preset`` in ``out`` (reused when a finished run with the same settings is there)."""
     from fewshot import Learner
-    from fewshot.engine.config import load_config
+    from fewshot.engine.config import load_config, parse_overrides
 
     settings = {"data_root": args.data_root, "device": args.device, "out": str(out), "quiet": True, **overrides}
     if args.steps:
         settings["steps"] = args.steps
+    settings |= parse_overrides(args.set)
     full_steps = load_config(preset).steps
     learner = Learner(config=preset, **settings)
     saved = out / "config.json"
@@ -226,6 +233,8 @@ def table(folder: str) -> str:
                 f"{pub if pub is not None else '-'} | {diff} | {budget} | {wall} | {r['machine']} | "
                 f"`{r['command']}` |"
             )
+    notes = [f"- {row.title}: {row.note}." for row in ROWS.values() if row.note]
+    lines += ["", "Notes on the rows:", "", *notes]
     sin = [r for r in records if r["row"] == "sinusoid"]
     if sin:
         lines += [
@@ -255,6 +264,9 @@ def main() -> None:
         "--data-root", default=os.environ.get("FEWSHOT_OMNIGLOT", str(ROOT.parent / "shared/data/omniglot"))
     )
     ap.add_argument("--steps", type=int, help="meta-training budget (default: the preset's)")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset setting, e.g. step_size=1500"
+    )
     ap.add_argument("--episodes", type=int, default=1000, help="test episodes per cell")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--runs", default=str(ROOT / "runs" / "reproduce"), help="where run folders go")

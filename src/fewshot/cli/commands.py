@@ -6,7 +6,7 @@ import json
 import socket
 from pathlib import Path
 
-from fewshot.engine.config import list_presets, parse_assignment
+from fewshot.engine.config import list_presets, parse_overrides
 
 TRAIN_FLAGS = (
     "algorithm",
@@ -29,14 +29,7 @@ TRAIN_FLAGS = (
 def train(args) -> int:
     from fewshot.api import Learner
 
-    overrides = {k: getattr(args, k) for k in TRAIN_FLAGS}
-    for text in args.set:
-        key, value = parse_assignment(text)
-        head, _, option = key.partition(".")
-        if option:
-            overrides.setdefault(head, {})[option] = value
-        else:
-            overrides[key] = value
+    overrides = {k: getattr(args, k) for k in TRAIN_FLAGS} | parse_overrides(args.set)
     if args.quiet:
         overrides["quiet"] = True
     learner = Learner(config=args.config, **overrides)

@@ -162,3 +162,16 @@ def parse_assignment(text: str) -> tuple[str, object]:
     if not sep or not key:
         raise ValueError(f"expected key=value, got {text!r}")
     return key.strip(), yaml.safe_load(raw)
+
+
+def parse_overrides(texts: list[str]) -> dict:
+    """Settings from ``key=value`` texts (see ``parse_assignment``), dotted keys nested."""
+    overrides: dict = {}
+    for text in texts:
+        key, value = parse_assignment(text)
+        head, _, option = key.partition(".")
+        if option:
+            overrides.setdefault(head, {})[option] = value
+        else:
+            overrides[key] = value
+    return overrides

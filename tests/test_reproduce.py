@@ -1,0 +1,61 @@
+"""benchmarks/reproduce.py: the results table and run reuse (no training here)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["reproduce"]
+
+
+def record(**changes):
+    base = {
+        "row": "protonet",
+        "cell": "20w1s",
+        "title": "ProtoNet",
+        "accuracy": 95.5,
+        "ci95": 0.2,
+        "episodes": 1000,
+        "published": 96.0,
+        "trained_as": "5w1s",
+        "train_wall_s": 600.0,
+        "steps": 100,
+        "preset_steps": 200,
+        "machine": "test machine",
+        "command": "python benchmarks/reproduce.py protonet --steps 100",
+    }
+    return base | changes
+
+
+def test_table_shows_measured_cells_beside_published_and_the_rest_as_not_run(reproduce, tmp_path):
+    (tmp_path / "protonet-20w1s.json").write_text(json.dumps(record()))
+    text = reproduce.table(str(tmp_path))
+    line = next(x for x in text.splitlines() if "20w1s (learner of 5w1s)" in x)
+    assert "95.50 +- 0.20" in line and "| 96.0 |" in line and "-0.50" in line
+    assert "100 / 200 (reduced)" in line and "10 min" in line and "--steps 100" in line
+    # every other published cell is listed with its command and why it has no number
+    assert text.count("not run yet") == sum(len(r.published) for r in reproduce.ROWS.values()) - 1
+    assert "| MAML | 5w1s | not run yet (second order wants a GPU" in text
+    assert "- MatchingNet: no FCE" in text
+
+
+def test_same_run_ignores_where_files_go_but_not_the_recipe(reproduce):
+    a = {"steps": 100, "lr": 0.001, "out": "a", "quiet": True, "device": "cpu"}
+    assert reproduce._same_run(a, a | {"out": "b", "quiet": False, "device": "cuda"})
+    assert not reproduce._same_run(a, a | {"steps": 200})
+
+
+def test_cell_shape(reproduce):
+    assert reproduce.cell_shape("20w5s") == (20, 5)
