@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewshot.algorithms.gradient import ANIL, FOMAML, MAML, MetaSGD, Reptile
+from fewshot.algorithms.gradient.reptile import shot_major
 from fewshot.data import Episode
+from fewshot.functional import inner_loop, sgd
 from fewshot.nn import MLP, Conv4
 
 
@@ -151,33 +153,58 @@ def test_metasgd_rates_start_at_inner_lr_and_train():
 # -- Reptile ---------------------------------------------------------------------------
 
 
-def reptile_reference(model, ep, inner_lr, steps, eps, optimizer="sgd", data="support"):
+def shot_major_by_hand(y):
+    """Indices: the first example of each class (in order of appearance), then the second, ..."""
+    per_class = {}
+    for i, label in enumerate(y.tolist()):
+        per_class.setdefault(label, []).append(i)
+    rounds = max(len(v) for v in per_class.values())
+    return [v[r] for r in range(rounds) for v in per_class.values() if r < len(v)]
+
+
+def reptile_reference(model, ep, inner_lr, steps, eps, optimizer="sgd", data="support", batch=None):
     """theta + eps * mean(theta' - theta), theta' from torch.optim on a copy per task."""
     theta = [p.detach().clone() for p in model.parameters()]
     finals = []
     for sx, sy, qx, qy in zip(ep.support_x, ep.support_y, ep.query_x, ep.query_y):
         x, y = (torch.cat([sx, qx]), torch.cat([sy, qy])) if data == "support+query" else (sx, sy)
+        if batch is not None:
+            order = shot_major_by_hand(y)
+            x, y = x[order], y[order]
+            cycle = [i % len(y) for i in range(steps * batch)]
         w = [t.clone().requires_grad_() for t in theta]
         opt = (
             torch.optim.SGD(w, lr=inner_lr)
             if optimizer == "sgd"
             else torch.optim.Adam(w, lr=inner_lr, betas=(0.0, 0.999), eps=1e-8)
         )
-        for _ in range(steps):
+        for step in range(steps):
+            rows = slice(None) if batch is None else cycle[step * batch : (step + 1) * batch]
             opt.zero_grad()
-            F.cross_entropy(mlp_forward(w, x), y).backward()
+            F.cross_entropy(mlp_forward(w, x[rows]), y[rows]).backward()
             opt.step()
         finals.append([p.detach() for p in w])
     return [t + eps * torch.stack([f[i] - t for f in finals]).mean(0) for i, t in enumerate(theta)]
 
 
-@pytest.mark.parametrize("optimizer,data", [("sgd", "support"), ("adam", "support"), ("sgd", "support+query")])
+@pytest.mark.parametrize(
+    "optimizer,data,batch",
+    [("sgd", "support", None), ("adam", "support", None), ("sgd", "support+query", None), ("adam", "support", 4)],
+)
 @pytest.mark.parametrize("mode", ["loop", "vmap"])
-def test_reptile_step_is_the_reptile_formula(optimizer, data, mode):
+def test_reptile_step_is_the_reptile_formula(optimizer, data, batch, mode):
     model, ep = tiny_mlp(), episode(b=3)
     lr = 0.3 if optimizer == "sgd" else 0.05
-    expected = reptile_reference(model, ep, lr, 4, eps=0.7, optimizer=optimizer, data=data)
-    alg = Reptile(model, inner_lr=lr, inner_steps=4, inner_optimizer=optimizer, inner_data=data, task_batching=mode)
+    expected = reptile_reference(model, ep, lr, 4, eps=0.7, optimizer=optimizer, data=data, batch=batch)
+    alg = Reptile(
+        model,
+        inner_lr=lr,
+        inner_steps=4,
+        inner_optimizer=optimizer,
+        inner_data=data,
+        inner_batch=batch,
+        task_batching=mode,
+    )
     opt = torch.optim.SGD(alg.parameters(), lr=0.7)
     loss, metrics = alg.meta_loss(ep)
     loss.backward()
@@ -189,6 +216,24 @@ def test_reptile_step_is_the_reptile_formula(optimizer, data, mode):
     assert metrics["support_loss_after"] < metrics["support_loss_before"]
 
 
+def test_shot_major_order_interleaves_the_classes():
+    y = torch.tensor([2, 2, 0, 1, 0, 2, 1, 1, 1])
+    assert shot_major(y).tolist() == shot_major_by_hand(y) == [0, 2, 3, 1, 4, 6, 5, 7, 8]
+
+
+def test_inner_batch_cycles_through_the_rows():
+    seen = []
+
+    def loss_fn(params, x):
+        seen.append(x.tolist())
+        return (params["w"] * x).sum()
+
+    inner_loop(loss_fn, {"w": torch.zeros(())}, torch.arange(5.0), steps=3, optimizer=sgd(0.1), batch_size=2)
+    assert seen == [[0, 1], [2, 3], [4, 0]]
+    with pytest.raises(ValueError, match="batch_size"):
+        inner_loop(loss_fn, {"w": torch.zeros(())}, torch.arange(5.0), steps=1, optimizer=sgd(0.1), batch_size=0)
+
+
 def test_reptile_settings_are_checked():
     with pytest.raises(ValueError, match="inner_optimizer"):
         Reptile(tiny_mlp(), inner_optimizer="rmsprop")
@@ -196,6 +241,8 @@ def test_reptile_settings_are_checked():
         Reptile(tiny_mlp(), inner_data="query")
     with pytest.raises(ValueError, match="first-order"):
         Reptile(tiny_mlp(), first_order=False)
+    with pytest.raises(ValueError, match="inner_batch"):
+        Reptile(tiny_mlp(), inner_batch=0)
 
 
 # -- every method: vmap == loop, adapt == inner loop -------------------------------------

@@ -78,24 +78,34 @@ def inner_loop(
     optimizer: InnerOptimizer,
     first_order: bool = False,
     engine: str = "func",
+    batch_size: int | None = None,
 ) -> tuple[Params, Tensor]:
     """Take ``steps`` optimizer steps on ``loss_fn(params, *data)``.
 
     Returns the adapted parameters and the loss before each step, ``[steps]``
     (detached). With ``first_order`` the gradients are detached; otherwise the
-    adapted parameters keep the full graph back to ``params``.
+    adapted parameters keep the full graph back to ``params``. ``batch_size``: step
+    ``i`` sees only rows ``i*b, ..., i*b + b - 1`` (mod M) of every data tensor
+    [M, ...], cycling through the data in its given order; by default every step
+    sees all of it.
     """
     if engine not in ("func", "autograd"):
         raise ValueError(f"engine must be 'func' or 'autograd', got {engine!r}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if engine == "func":
         grad_and_value = torch.func.grad_and_value(loss_fn)
     else:
         grad_and_value = _autograd_grad_and_value(loss_fn, first_order)
     state = optimizer.init(params)
     losses = []
-    for _ in range(steps):
+    for step in range(steps):
         point = detach(params) if first_order else params
-        grads, loss = grad_and_value(point, *data)
+        batch = data
+        if batch_size is not None:
+            rows = (torch.arange(batch_size) + step * batch_size) % data[0].shape[0]  # [b]
+            batch = tuple(d[rows] for d in data)
+        grads, loss = grad_and_value(point, *batch)
         if first_order:
             grads = detach(grads)  # loss_fn may close over tensors that carry a graph
         params, state = optimizer.step(params, grads, state)

@@ -145,9 +145,17 @@ class GradientAlgorithm(Algorithm):
         return (prediction.argmax(-1) == y).to(prediction.dtype).mean()
 
     def _inner(
-        self, state: Mapping[str, Any], fast: Params, z: Tensor, y: Tensor, steps: int, first_order: bool
+        self,
+        state: Mapping[str, Any],
+        fast: Params,
+        z: Tensor,
+        y: Tensor,
+        steps: int,
+        first_order: bool,
+        batch_size: int | None = None,
     ) -> tuple[Params, Tensor]:
-        """Adapt ``fast`` on one task's embedded support ``z`` [M, ...], labels ``y`` [M]."""
+        """Adapt ``fast`` on one task's embedded support ``z`` [M, ...], labels ``y`` [M]
+        (in minibatches of ``batch_size`` rows, see ``inner_loop``)."""
         slow, buffers = state["slow"], state["buffers"]
 
         def support_loss(f: Params, z: Tensor, y: Tensor) -> Tensor:
@@ -162,6 +170,7 @@ class GradientAlgorithm(Algorithm):
             optimizer=self._optimizer(state),
             first_order=first_order,
             engine=state.get("grad_engine", "func"),
+            batch_size=batch_size,
         )
 
     def _task(self, state: Mapping[str, Any], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> dict[str, Tensor]:

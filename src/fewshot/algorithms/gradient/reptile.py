@@ -16,6 +16,15 @@ INNER_OPTIMIZERS = ("sgd", "adam")
 INNER_DATA = ("support", "support+query")
 
 
+def shot_major(y: Tensor) -> Tensor:
+    """The order [M] that takes the first example of every class, then the second, ...
+    (each class in order of first appearance within a round), for labels y [M]."""
+    m = y.shape[0]
+    earlier = torch.ones(m, m, dtype=torch.bool, device=y.device).tril(-1)  # [M, M]: j < i
+    rank = ((y[:, None] == y[None, :]) & earlier).sum(1)  # [M]: same-class examples before i
+    return torch.argsort(rank * m + torch.arange(m, device=y.device))
+
+
 class Reptile(GradientAlgorithm):
     """Per task, train a copy of the parameters for ``inner_steps`` full-batch steps
     (``inner_optimizer="sgd"`` with ``inner_lr``, or ``"adam"`` with ``adam_betas``,
@@ -29,9 +38,13 @@ class Reptile(GradientAlgorithm):
 
     ``inner_data``: what the inner loop trains on - ``"support"`` (default; the query
     set stays held out, so the reported query accuracy is honest) or ``"support+query"``
-    (all of the task's labelled examples, as the paper trains on the whole task). The
-    metrics report the query loss and accuracy at ``theta'`` (``loss``) and the surrogate
-    (``surrogate``). ``adapt`` always trains on the support set.
+    (all of the task's labelled examples, as the paper trains on the whole task).
+    ``inner_batch``: each inner step sees ``inner_batch`` of those examples instead of
+    all (the paper: 10 per step, 5 steps over 5-way 10-shot training tasks); the
+    examples are taken shot by shot across the classes (class-balanced minibatches),
+    cycling. ``adapt`` always takes full-batch steps on the support set. The metrics
+    report the query loss and accuracy at ``theta'`` (``loss``) and the surrogate
+    (``surrogate``).
     """
 
     def __init__(
@@ -42,6 +55,7 @@ class Reptile(GradientAlgorithm):
         *,
         inner_optimizer: str = "sgd",
         inner_data: str = "support",
+        inner_batch: int | None = None,
         adam_betas: tuple[float, float] = (0.0, 0.999),
         **settings,
     ) -> None:
@@ -52,7 +66,10 @@ class Reptile(GradientAlgorithm):
         if inner_data not in INNER_DATA:
             raise ValueError(f"inner_data must be one of {INNER_DATA}, got {inner_data!r}")
         super().__init__(model, inner_lr, inner_steps, first_order=True, **settings)
+        if inner_batch is not None and inner_batch < 1:
+            raise ValueError(f"inner_batch must be >= 1, got {inner_batch}")
         self.inner_optimizer, self.inner_data, self.adam_betas = inner_optimizer, inner_data, tuple(adam_betas)
+        self.inner_batch = inner_batch
 
     def _optimizer(self, state: Mapping[str, Any]) -> InnerOptimizer:
         if self.inner_optimizer == "adam":
@@ -66,7 +83,10 @@ class Reptile(GradientAlgorithm):
         """
         buffers, slow = state["buffers"], state["slow"]
         x, y = (torch.cat([sx, qx]), torch.cat([sy, qy])) if self.inner_data == "support+query" else (sx, sy)
-        adapted, losses = self._inner(state, state["fast"], x, y, self.inner_steps, first_order=True)
+        if self.inner_batch is not None:
+            order = shot_major(y)
+            x, y = x[order], y[order]
+        adapted, losses = self._inner(state, state["fast"], x, y, self.inner_steps, True, self.inner_batch)
         full = {**slow, **adapted}
         logits = self._predict(full, buffers, qx)  # [N*Q, N]
         after = self._loss(self._predict(full, buffers, x), y)
