@@ -97,13 +97,15 @@ def inner_loop(
         grad_and_value = torch.func.grad_and_value(loss_fn)
     else:
         grad_and_value = _autograd_grad_and_value(loss_fn, first_order)
+    if batch_size is not None:
+        offsets = torch.arange(batch_size, device=data[0].device)  # [b]
     state = optimizer.init(params)
     losses = []
     for step in range(steps):
         point = detach(params) if first_order else params
         batch = data
         if batch_size is not None:
-            rows = (torch.arange(batch_size) + step * batch_size) % data[0].shape[0]  # [b]
+            rows = (offsets + step * batch_size) % data[0].shape[0]  # [b]
             batch = tuple(d[rows] for d in data)
         grads, loss = grad_and_value(point, *batch)
         if first_order:

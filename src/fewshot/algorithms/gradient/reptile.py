@@ -86,7 +86,9 @@ class Reptile(GradientAlgorithm):
         if self.inner_batch is not None:
             order = shot_major(y)
             x, y = x[order], y[order]
-        adapted, losses = self._inner(state, state["fast"], x, y, self.inner_steps, True, self.inner_batch)
+        adapted, losses = self._inner(
+            state, state["fast"], x, y, self.inner_steps, first_order=True, batch_size=self.inner_batch
+        )
         full = {**slow, **adapted}
         logits = self._predict(full, buffers, qx)  # [N*Q, N]
         after = self._loss(self._predict(full, buffers, x), y)
