@@ -159,7 +159,7 @@ def run_row(name: str, args) -> None:
             "train_wall_s": wall,
             **budget,
             "machine": machine(),
-            "command": "python benchmarks/reproduce.py " + shlex.join(sys.argv[1:]),
+            "command": command(sys.argv[1:]),
             "note": row.note,
         }
         write(args.results, f"{name}-{cell}", record)
@@ -198,10 +198,26 @@ def run_sinusoid(args) -> None:
                 "train_wall_s": wall,
                 **budget,
                 "machine": machine(),
-                "command": "python benchmarks/reproduce.py " + shlex.join(sys.argv[1:]),
+                "command": command(sys.argv[1:]),
             }
             write(args.results, f"sinusoid-{tag}-{steps}step", record)
             print(f"MAML sinusoid K={k}, {steps} step(s): {res}")
+
+
+LOCAL_OPTIONS = ("--runs", "--results", "--data-root")
+
+
+def command(argv: list[str]) -> str:
+    """The command that reproduces a record, less the options that only say where files are."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in LOCAL_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(f"{o}=" for o in LOCAL_OPTIONS)):
+            kept.append(arg)
+    return "python benchmarks/reproduce.py " + shlex.join(kept)
 
 
 def write(folder: str, name: str, record: dict) -> None:
@@ -240,7 +256,7 @@ def table(folder: str) -> str:
             lines.append(
                 f"| {r['title']} | {r['cell']}{shared} | {r['accuracy']:.2f} +- {r['ci95']:.2f} | "
                 f"{pub if pub is not None else '-'} | {diff} | {budget} | {wall} | {r['machine']} | "
-                f"`{r['command']}` |"
+                f"`{command(shlex.split(r['command'])[2:])}` |"
             )
     notes = [f"- {row.title}: {row.note}." for row in ROWS.values() if row.note]
     lines += ["", "Notes on the rows:", "", *notes]
@@ -260,7 +276,8 @@ def table(folder: str) -> str:
             wall = f"{r['train_wall_s'] / 60:.0f} min" if r.get("train_wall_s") else ""
             lines.append(
                 f"| {r['k']} | {r['adapt_steps']} | {r['mse']:.3f} +- {r['ci95']:.3f} | "
-                f"{r['steps']} / {r['preset_steps']} | {wall} | {r['machine']} | `{r['command']}` |"
+                f"{r['steps']} / {r['preset_steps']} | {wall} | {r['machine']} | "
+                f"`{command(shlex.split(r['command'])[2:])}` |"
             )
     return "\n".join(lines) + "\n"
 

@@ -59,3 +59,12 @@ def test_same_run_ignores_where_files_go_but_not_the_recipe(reproduce):
 
 def test_cell_shape(reproduce):
     assert reproduce.cell_shape("20w5s") == (20, 5)
+
+
+def test_recorded_command_leaves_out_where_files_are(reproduce, tmp_path):
+    argv = ["relation", "--cells", "5w1s", "--runs", "/tmp/x", "--data-root=/d", "--set", "step_size=2000"]
+    assert reproduce.command(argv) == "python benchmarks/reproduce.py relation --cells 5w1s --set step_size=2000"
+    old = record(command="python benchmarks/reproduce.py protonet --steps 100 --runs /work/runs/reproduce")
+    (tmp_path / "protonet-20w1s.json").write_text(json.dumps(old))
+    text = reproduce.table(str(tmp_path))
+    assert "`python benchmarks/reproduce.py protonet --steps 100` |" in text and "/work/runs" not in text
