@@ -243,6 +243,8 @@ def test_reptile_settings_are_checked():
         Reptile(tiny_mlp(), first_order=False)
     with pytest.raises(ValueError, match="inner_batch"):
         Reptile(tiny_mlp(), inner_batch=0)
+    with pytest.raises(ValueError, match="zero_head does not apply"):
+        Reptile(tiny_mlp(), zero_head=True)
 
 
 # -- every method: vmap == loop, adapt == inner loop -------------------------------------

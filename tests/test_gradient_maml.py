@@ -311,3 +311,30 @@ def test_maml_lowers_sinusoid_mse_after_adaptation():
     assert after < 0.5 * before, (before, after)
     assert after < 0.8 * unadapted, (unadapted, after)  # the adaptation itself helps
     assert metrics["support_loss_after"] < metrics["support_loss_before"]
+
+
+def test_zero_head_first_step_gives_the_closed_form_head():
+    torch.manual_seed(0)
+    model = Conv4(hidden=8, num_classes=5, image_size=16)
+    ep = conv4_episode(b=1)
+    sx, sy = ep.support_x[0], ep.support_y[0]  # [5, 1, 16, 16], [5]
+    alg = FOMAML(model, inner_lr=0.4, zero_head=True)
+    adapted = alg.adapted_params(sx, sy, steps=1)
+    f = model.features(sx).detach()  # [M, D], batch statistics as in the inner loop
+    target = F.one_hot(sy, 5).float() - 1 / 5  # [M, N]: -(softmax(0) - onehot)
+    torch.testing.assert_close(adapted["head.weight"], 0.4 * target.T @ f / len(sy))
+    torch.testing.assert_close(adapted["head.bias"], 0.4 * target.mean(0))
+    for name, p in model.features.named_parameters():  # no gradient reaches the body through a zero head
+        torch.testing.assert_close(adapted[f"features.{name}"], p.detach())
+    # the module's own head values play no part
+    with torch.no_grad():
+        model.head.weight.normal_()
+    torch.testing.assert_close(alg.adapted_params(sx, sy, steps=1)["head.weight"], adapted["head.weight"])
+    loss, _ = alg.meta_loss(ep)
+    loss.backward()
+    assert torch.count_nonzero(model.head.weight.grad) == 0 and model.features[0][0].weight.grad.abs().sum() > 0
+
+
+def test_zero_head_needs_a_head():
+    with pytest.raises(ValueError, match="zero_head needs a linear head"):
+        MAML(torch.nn.Linear(4, 3), zero_head=True)
