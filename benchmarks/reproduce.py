@@ -220,6 +220,11 @@ def command(argv: list[str]) -> str:
     return "python benchmarks/reproduce.py " + shlex.join(kept)
 
 
+def shown_command(record: dict) -> str:
+    """A record's command as the table shows it (records made before ``command`` kept local paths)."""
+    return command(shlex.split(record["command"])[2:])
+
+
 def write(folder: str, name: str, record: dict) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -256,7 +261,7 @@ def table(folder: str) -> str:
             lines.append(
                 f"| {r['title']} | {r['cell']}{shared} | {r['accuracy']:.2f} +- {r['ci95']:.2f} | "
                 f"{pub if pub is not None else '-'} | {diff} | {budget} | {wall} | {r['machine']} | "
-                f"`{command(shlex.split(r['command'])[2:])}` |"
+                f"`{shown_command(r)}` |"
             )
     notes = [f"- {row.title}: {row.note}." for row in ROWS.values() if row.note]
     lines += ["", "Notes on the rows:", "", *notes]
@@ -277,7 +282,7 @@ def table(folder: str) -> str:
             lines.append(
                 f"| {r['k']} | {r['adapt_steps']} | {r['mse']:.3f} +- {r['ci95']:.3f} | "
                 f"{r['steps']} / {r['preset_steps']} | {wall} | {r['machine']} | "
-                f"`{command(shlex.split(r['command'])[2:])}` |"
+                f"`{shown_command(r)}` |"
             )
     return "\n".join(lines) + "\n"
 
