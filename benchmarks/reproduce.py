@@ -2,6 +2,7 @@
 
     python benchmarks/reproduce.py protonet --data-root ../shared/data/omniglot
     python benchmarks/reproduce.py maml --cells 5w1s --steps 2000 --device cuda
+    python benchmarks/reproduce.py metasgd --cells 5w1s --device cuda --set time_limit=420  # 7 min of training
     python benchmarks/reproduce.py sinusoid
     python benchmarks/reproduce.py --table            # results/*.json -> docs/results.md
 
@@ -117,8 +118,9 @@ def train(preset: str, out: Path, args, **overrides):
         if learner.fit(resume=(out / "last").exists() and saved.exists()).interrupted:
             sys.exit(130)
     learner = Learner.load(out / "checkpoint")
-    wall = json.loads((out / "result.json").read_text()).get("train_seconds") or _logged_seconds(out)
-    budget = {"steps": learner.config.steps, "preset_steps": full_steps}
+    result = json.loads((out / "result.json").read_text())
+    wall = result.get("train_seconds") or _logged_seconds(out)
+    budget = {"steps": result["step"], "preset_steps": full_steps}  # the steps run: a time limit may stop early
     return learner, budget, wall
 
 

@@ -50,6 +50,8 @@ def train_args(data, out, steps=3):
         "tensorboard=false",
         "--set",
         "grad_clip=10",
+        "--set",
+        "time_limit=1e9",  # never reached, but every step asks all processes whether it is
         # SGD, not Adam: Adam turns the float noise of gradients that are zero in exact
         # arithmetic (conv biases before BatchNorm) into full-size steps
         "--set",

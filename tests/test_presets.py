@@ -1,6 +1,6 @@
 import pytest
 
-from fewshot.engine.config import list_presets, load_config, read_settings
+from fewshot.engine.config import list_presets, load_config, parse_overrides, read_settings
 from fewshot.registry import build_algorithm, check_names
 
 PUBLISHED = [
@@ -49,3 +49,16 @@ def test_base_files_and_overrides(tmp_path):
     (tmp_path / "bad.yaml").write_text("ways: [1, 2\n")
     with pytest.raises(ValueError, match="not valid YAML"):
         load_config(str(tmp_path / "bad.yaml"))
+
+
+def test_exponent_numbers_are_floats(tmp_path):
+    # plain YAML 1.1 reads 1e-3 as the string "1e-3"
+    (tmp_path / "e.yaml").write_text("base: omniglot-maml-5w1s\nlr: 1e-3\nalgorithm_options: {inner_lr: 4.0E-1}\n")
+    cfg = load_config(str(tmp_path / "e.yaml"))
+    assert cfg.lr == 0.001 and cfg.algorithm_options["inner_lr"] == 0.4
+    assert parse_overrides(["time_limit=1e9", "algorithm_options.inner_lr=-2.5e-2", "seed=12", "name=e5"]) == {
+        "time_limit": 1e9,
+        "algorithm_options": {"inner_lr": -0.025},
+        "seed": 12,
+        "name": "e5",
+    }

@@ -1,4 +1,6 @@
+import itertools
 import json
+import types
 
 import pytest
 import torch
@@ -83,6 +85,18 @@ def test_early_stopping_and_best_checkpoint(tmp_path):
     result = trainer(cfg).fit()
     # lr 0: validation never improves after the first, so the run stops after 2 more validations
     assert result.best_step == 2 and result.step == 6
+
+
+def test_time_limit_stops_validates_and_tests(tmp_path, monkeypatch):
+    clock = itertools.count()  # each reading of the clock is one second later
+    monkeypatch.setattr("fewshot.engine.train.time", types.SimpleNamespace(monotonic=lambda: float(next(clock))))
+    result = trainer(config(tmp_path, steps=100, time_limit=4.5)).fit()
+    # started at 0; after step n the clock reads n, so step 5 is the last
+    assert result.step == 5 and not result.interrupted
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "val"] == [4, 5]  # every 4 steps, and the last
+    assert result.best_step in (4, 5) and result.test.episodes == 30
+    assert read_training_state(tmp_path / "run" / "last")["train_seconds"] == 6.0
 
 
 def test_lr_schedules():

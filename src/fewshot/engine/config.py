@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 try:
     import tomllib
@@ -14,6 +15,21 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` as a string; this loader reads it as the float everyone means."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader)
 
 
 @dataclass
@@ -59,6 +75,7 @@ class TrainConfig:
     val_episodes: int = 200
     test_episodes: int = 600
     patience: int | None = None  # validations without improvement before stopping
+    time_limit: float | None = None  # seconds of training (over resumes) after which the run validates and stops
     # run
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -140,7 +157,7 @@ def merge(values: dict, overrides: dict) -> dict:
 
 def _parse(text: str, name: str) -> dict:
     try:
-        values = tomllib.loads(text) if name.endswith(".toml") else yaml.safe_load(text)
+        values = tomllib.loads(text) if name.endswith(".toml") else _yaml(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
         raise ValueError(f"{name}: not valid {'TOML' if name.endswith('.toml') else 'YAML'}: {e}") from None
     if not isinstance(values, dict):
@@ -161,7 +178,7 @@ def parse_assignment(text: str) -> tuple[str, object]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ValueError(f"expected key=value, got {text!r}")
-    return key.strip(), yaml.safe_load(raw)
+    return key.strip(), _yaml(raw)
 
 
 def parse_overrides(texts: list[str]) -> dict:

@@ -32,7 +32,8 @@ def init_world(device: str) -> World:
     if size <= 1:
         return World()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        # NCCL for CUDA tensors, gloo for the small CPU ones (metrics, flags)
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.startswith("cuda") else "gloo")
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -62,6 +63,15 @@ def mean_metrics(metrics: dict[str, float], world: World) -> dict[str, float]:
     values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
     dist.all_reduce(values)
     return dict(zip(keys, (values / world.size).tolist()))
+
+
+def any_rank(flag: bool, world: World) -> bool:
+    """Whether ``flag`` holds on any process, so that all of them take the same branch."""
+    if world.size == 1:
+        return flag
+    value = torch.tensor([float(flag)])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def close_world(world: World) -> None:

@@ -188,13 +188,18 @@ class Trainer:
                 self.step += 1
                 window.append(metrics)
                 progress.update(self.step, metrics)
-                if self.step % c.log_every == 0 or self.step == c.steps:  # the mean since the last record
+                out_of_time = self._out_of_time(started)
+                last = self.step == c.steps or out_of_time
+                if self.step % c.log_every == 0 or last:  # the mean since the last record
                     self.logger.log(self.step, "train", {k: sum(m[k] for m in window) / len(window) for k in metrics})
                     window.clear()
-                if self.val_data is not None and (self.step % c.val_every == 0 or self.step == c.steps):
+                if self.val_data is not None and (self.step % c.val_every == 0 or last):
                     if self._validate(progress):
                         progress.note(f"early stop at step {self.step}: no improvement in {c.patience} validations")
                         break
+                if out_of_time:
+                    progress.note(f"time limit of {c.time_limit:g} s reached at step {self.step}")
+                    break
                 if callback is not None:
                     callback(self.step, metrics)
         except KeyboardInterrupt:
@@ -219,10 +224,16 @@ class Trainer:
                 "step": self.step,
                 "best_step": self.best_step,
                 "best_val": self.best_val,
+                "train_seconds": self.train_seconds,
                 "test": test.to_dict(),
             }
             (self.run_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
         return result
+
+    def _out_of_time(self, started: float) -> bool:
+        """Whether the time limit has passed (on any process, so that all stop at the same step)."""
+        limit = self.config.time_limit
+        return limit is not None and D.any_rank(time.monotonic() - started >= limit, self.world)
 
     def _validate(self, progress: Progress) -> bool:
         """Validate, keep the best checkpoint; True when early stopping should stop the run."""
