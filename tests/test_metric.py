@@ -1,5 +1,7 @@
 """ProtoNet, MatchingNet and RelationNet against hand-written references (tiny models, CPU, fast)."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -341,6 +343,29 @@ def test_relation_adapt_matches_logits_and_leaves_state():
     before = snapshot(model)
     model.adapt(ep.support_x[0], ep.support_y[0])(ep.query_x[0])
     assert_same_state(model, before)
+
+
+def test_relation_transductive_adapt_uses_batch_statistics():
+    model = relation_model()
+    ep = image_episode(k=2, q=3)
+    model.meta_loss(ep)  # running statistics off their init
+    model.eval()
+    sx, sy, qx = ep.support_x[0], ep.support_y[0], ep.query_x[0]
+    inductive = model.adapt(sx, sy)(qx)
+    model.bn = "batch"
+    before = snapshot(model)
+    scores = model.adapt(sx, sy)(qx)  # [Q, N]
+    assert_same_state(model, before)
+    # reference: a train-mode copy normalises each forward with its own batch (support, queries, pairs)
+    ref = copy.deepcopy(model).train()
+    zs, zq = ref.encoder(sx), ref.encoder(qx)
+    maps = torch.stack([zs[sy == n].sum(0) for n in range(3)])  # [N, C, h, w]
+    pairs = torch.cat([maps[None].expand(len(zq), -1, -1, -1, -1), zq[:, None].expand(-1, 3, -1, -1, -1)], 2)
+    expected = ref.relation(pairs.flatten(0, 1)).view(len(zq), 3)
+    torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(scores, inductive, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown bn"):
+        RelationNet(Conv4Maps(), bn="query")
 
 
 def test_relation_encoders_and_shapes():

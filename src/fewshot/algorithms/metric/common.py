@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fewshot.data.episode import Episode
+from fewshot.functional import functional_buffers
 
 
 def one_hot(y: Tensor, ways: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -42,13 +43,16 @@ def embed_episode(encoder: nn.Module, episode: Episode) -> tuple[Tensor, Tensor]
     return z[: b * s].view(b, s, *z.shape[1:]), z[b * s :].view(b, -1, *z.shape[1:])
 
 
-def frozen_forward(module: nn.Module, x: Tensor) -> Tensor:
+def frozen_forward(module: nn.Module, x: Tensor, batch_stats: bool = False) -> Tensor:
     """``module(x)`` without touching its buffers.
 
     In eval mode this is ``module(x)``. In train mode BatchNorm still normalises with
     batch statistics (the module's mode decides), but its running statistics are
     updated on throw-away copies, so ``adapt`` leaves the whole ``state_dict`` as it was.
+    ``batch_stats``: BatchNorm normalises with the statistics of ``x`` in either mode.
     """
+    if batch_stats:
+        return torch.func.functional_call(module, functional_buffers(module, "batch"), (x,))
     if not module.training:
         return module(x)
     buffers = {name: b.clone() for name, b in module.named_buffers()}

@@ -23,6 +23,7 @@ from fewshot.data.episode import Episode
 from fewshot.nn.backbones import conv_block
 
 AGGREGATES = ("sum", "mean")
+BN_MODES = ("running", "batch")
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -81,6 +82,11 @@ class RelationNet(Algorithm):
 
     Without ``relation_module`` the paper's module is built for ``feature_shape`` (C, h, w),
     which defaults to ``encoder.out_shape``.
+
+    ``bn`` is the BatchNorm of ``adapt`` (evaluation and prediction): ``"running"`` uses the
+    running statistics (inductive); ``"batch"`` the statistics of the support set, of the
+    query set and of their pairs, each for its own forward (transductive, as the authors'
+    code, which never switches to eval mode).
     """
 
     def __init__(
@@ -90,10 +96,13 @@ class RelationNet(Algorithm):
         *,
         feature_shape: Sequence[int] | None = None,
         aggregate: str = "sum",
+        bn: str = "running",
     ) -> None:
         super().__init__()
         if aggregate not in AGGREGATES:
             raise ValueError(f"unknown aggregate {aggregate!r}; valid: {', '.join(AGGREGATES)}")
+        if bn not in BN_MODES:
+            raise ValueError(f"unknown bn {bn!r}; valid: {', '.join(BN_MODES)}")
         if relation_module is None:
             feature_shape = feature_shape if feature_shape is not None else getattr(encoder, "out_shape", None)
             if feature_shape is None or len(feature_shape) != 3:
@@ -105,6 +114,7 @@ class RelationNet(Algorithm):
         self.encoder = encoder
         self.relation = relation_module
         self.aggregate = aggregate
+        self.bn = bn
 
     def class_maps(self, support_z: Tensor, support_y: Tensor, ways: int) -> Tensor:
         """Support maps [B, S, C, h, w] -> one map per class [B, N, C, h, w]."""
@@ -137,14 +147,14 @@ class RelationNet(Algorithm):
         return loss, classification_metrics(loss, scores, episode.query_y)
 
     def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
-        ways = task_ways(support_y)
+        ways, batch_stats = task_ways(support_y), self.bn == "batch"
         with torch.no_grad():
-            support_z = frozen_forward(self.encoder, support_x)[None]  # [1, NK, C, h, w]
+            support_z = frozen_forward(self.encoder, support_x, batch_stats)[None]  # [1, NK, C, h, w]
 
         def predict(query_x: Tensor) -> Tensor:
             with torch.no_grad():
-                query_z = frozen_forward(self.encoder, query_x)[None]  # [1, Q, C, h, w]
-                relation = partial(frozen_forward, self.relation)
+                query_z = frozen_forward(self.encoder, query_x, batch_stats)[None]  # [1, Q, C, h, w]
+                relation = partial(frozen_forward, self.relation, batch_stats=batch_stats)
                 return self.scores(support_z, support_y[None], query_z, ways, relation)[0]  # [Q, N]
 
         return predict
