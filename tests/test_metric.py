@@ -364,6 +364,10 @@ def test_relation_transductive_adapt_uses_batch_statistics():
     expected = ref.relation(pairs.flatten(0, 1)).view(len(zq), 3)
     torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(scores, inductive, atol=1e-3)
+    model.train()  # in train mode too, adapt leaves every buffer (num_batches_tracked included) as it was
+    before = snapshot(model)
+    torch.testing.assert_close(model.adapt(sx, sy)(qx), expected, rtol=1e-4, atol=1e-5)
+    assert_same_state(model, before)
     with pytest.raises(ValueError, match="unknown bn"):
         RelationNet(Conv4Maps(), bn="query")
 

@@ -51,11 +51,10 @@ def frozen_forward(module: nn.Module, x: Tensor, batch_stats: bool = False) -> T
     updated on throw-away copies, so ``adapt`` leaves the whole ``state_dict`` as it was.
     ``batch_stats``: BatchNorm normalises with the statistics of ``x`` in either mode.
     """
-    if batch_stats:
-        return torch.func.functional_call(module, functional_buffers(module, "batch"), (x,))
-    if not module.training:
+    if not (module.training or batch_stats):
         return module(x)
-    buffers = {name: b.clone() for name, b in module.named_buffers()}
+    bn = "batch" if batch_stats else "running"
+    buffers = {name: b if b is None else b.clone() for name, b in functional_buffers(module, bn).items()}
     return torch.func.functional_call(module, buffers, (x,))
 
 
