@@ -81,8 +81,8 @@ ROWS = {
 }
 # why a row has no measured cells yet (shown in the table)
 NOT_RUN = {
-    "maml": "second order wants a GPU; this task was lent none",
-    "metasgd": "second order wants a GPU; this task was lent none",
+    "maml": "second order wants a GPU; the 20-way jobs did not finish inside the lent GPU time",
+    "metasgd": "second order wants a GPU; the 20-way jobs did not finish inside the lent GPU time",
 }
 NOT_REACHED = "not reached in the CPU time so far"
 SINUSOID = {"k5": "sinusoid-maml-k5", "k10": "sinusoid-maml-k10"}
