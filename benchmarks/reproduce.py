@@ -106,12 +106,13 @@ def cell_shape(cell: str) -> tuple[int, int]:
     return int(ways), int(shots)
 
 
-def train(preset: str, out: Path, args, **overrides):
+def train(preset: str, out: Path, args):
     """A trained Learner for ``preset`` in ``out`` (reused when a finished run with the same settings is there)."""
     from fewshot import Learner
     from fewshot.engine.config import load_config, parse_overrides
 
-    settings = {"data_root": args.data_root, "device": args.device, "out": str(out), "quiet": True, **overrides}
+    settings = {"data_root": args.data_root, "device": args.device, "out": str(out), "quiet": True}
+    settings["test_split"] = "none"  # no test inside training: run_row evaluates each cell on fixed episodes
     if args.steps:
         settings["steps"] = args.steps
     settings |= parse_overrides(args.set)
@@ -137,7 +138,7 @@ def _logged_seconds(out: Path) -> float:
 
 def _same_run(a: dict, b: dict) -> bool:
     """Whether two configs train the same learner (where files go and how it logs do not count)."""
-    ignore = {"out", "quiet", "device", "data_root", "tensorboard", "log_every"}
+    ignore = {"out", "quiet", "device", "data_root", "tensorboard", "log_every", "test_split", "test_episodes"}
     return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
 
 
@@ -152,7 +153,7 @@ def run_row(name: str, args) -> None:
             trained[source] = train(f"omniglot-{name}-{source}", out, args)
         learner, budget, wall = trained[source]
         ways, shots = cell_shape(cell)
-        res = learner.evaluate(ways=ways, shots=shots, queries=15, episodes=args.episodes, seed=0)
+        res = learner.evaluate(split="test", ways=ways, shots=shots, queries=15, episodes=args.episodes, seed=0)
         record = {
             "row": name,
             "cell": cell,

@@ -58,6 +58,15 @@ def test_run_folder_and_result(tmp_path):
     assert meta["step"] == 12 and json.loads((run / "config.json").read_text())["ways"] == 3
 
 
+def test_run_without_test_split_still_writes_its_summary(tmp_path):
+    torch.manual_seed(0)
+    run = Trainer(config(tmp_path), TinyProto(), clustered(), clustered(seed=1), None)
+    result = run.fit()
+    summary = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result.test is None and summary["test"] is None
+    assert summary["step"] == 12 and summary["best_step"] == result.best_step and summary["train_seconds"] > 0
+
+
 def test_resume_equals_uninterrupted(tmp_path):
     full = trainer(config(tmp_path / "a"))
     full.fit()

@@ -219,13 +219,13 @@ class Trainer:
         result = TrainResult(
             self.run_dir, self.step, interrupted, self.best_step, self.best_val, test, writer=self.world.is_writer
         )
-        if self.world.is_writer and test is not None:
+        if self.world.is_writer and not interrupted:  # a finished run, with or without a test split
             summary = {
                 "step": self.step,
                 "best_step": self.best_step,
                 "best_val": self.best_val,
                 "train_seconds": self.train_seconds,
-                "test": test.to_dict(),
+                "test": None if test is None else test.to_dict(),
             }
             (self.run_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
         return result
