@@ -112,7 +112,7 @@ def train(preset: str, out: Path, args):
     from fewshot.engine.config import load_config, parse_overrides
 
     settings = {"data_root": args.data_root, "device": args.device, "out": str(out), "quiet": True}
-    settings["test_split"] = "none"  # no test inside training: run_row evaluates each cell on fixed episodes
+    settings["test_episodes"] = 0  # no test inside training: run_row evaluates each cell on fixed episodes
     if args.steps:
         settings["steps"] = args.steps
     settings |= parse_overrides(args.set)
@@ -138,7 +138,7 @@ def _logged_seconds(out: Path) -> float:
 
 def _same_run(a: dict, b: dict) -> bool:
     """Whether two configs train the same learner (where files go and how it logs do not count)."""
-    ignore = {"out", "quiet", "device", "data_root", "tensorboard", "log_every", "test_split", "test_episodes"}
+    ignore = {"out", "quiet", "device", "data_root", "tensorboard", "log_every", "test_episodes"}
     return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
 
 
@@ -153,7 +153,7 @@ def run_row(name: str, args) -> None:
             trained[source] = train(f"omniglot-{name}-{source}", out, args)
         learner, budget, wall = trained[source]
         ways, shots = cell_shape(cell)
-        res = learner.evaluate(split="test", ways=ways, shots=shots, queries=15, episodes=args.episodes, seed=0)
+        res = learner.evaluate(ways=ways, shots=shots, queries=15, episodes=args.episodes, seed=0)
         record = {
             "row": name,
             "cell": cell,

@@ -53,7 +53,7 @@ def test_table_shows_measured_cells_beside_published_and_the_rest_as_not_run(rep
 
 def test_same_run_ignores_where_files_go_but_not_the_recipe(reproduce):
     a = {"steps": 100, "lr": 0.001, "out": "a", "quiet": True, "device": "cpu"}
-    assert reproduce._same_run(a, a | {"out": "b", "quiet": False, "device": "cuda", "test_split": None})
+    assert reproduce._same_run(a, a | {"out": "b", "quiet": False, "device": "cuda", "test_episodes": 0})
     assert not reproduce._same_run(a, a | {"steps": 200})
 
 

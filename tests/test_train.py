@@ -58,12 +58,15 @@ def test_run_folder_and_result(tmp_path):
     assert meta["step"] == 12 and json.loads((run / "config.json").read_text())["ways"] == 3
 
 
-def test_run_without_test_split_still_writes_its_summary(tmp_path):
+@pytest.mark.parametrize("no_test", ["no test data", "test_episodes=0"])
+def test_run_without_a_test_still_writes_its_summary(tmp_path, no_test):
     torch.manual_seed(0)
-    run = Trainer(config(tmp_path), TinyProto(), clustered(), clustered(seed=1), None)
-    result = run.fit()
+    cfg = config(tmp_path, test_episodes=0 if no_test == "test_episodes=0" else 30)
+    test_data = None if no_test == "no test data" else clustered(seed=2)
+    result = Trainer(cfg, TinyProto(), clustered(), clustered(seed=1), test_data).fit()
     summary = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result.test is None and summary["test"] is None
+    assert not any('"test"' in line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
     assert summary["step"] == 12 and summary["best_step"] == result.best_step and summary["train_seconds"] > 0
 
 

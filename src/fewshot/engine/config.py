@@ -73,7 +73,7 @@ class TrainConfig:
     # validation, testing, stopping
     val_every: int = 500
     val_episodes: int = 200
-    test_episodes: int = 600
+    test_episodes: int = 600  # 0: no test at the end of training
     patience: int | None = None  # validations without improvement before stopping
     time_limit: float | None = None  # seconds of training (over resumes) after which the run validates and stops
     # run

@@ -263,7 +263,7 @@ class Trainer:
         return c.patience is not None and self.stale >= c.patience
 
     def _test(self) -> EvalResult | None:
-        if self.test_data is None:
+        if self.test_data is None or self.config.test_episodes == 0:
             return None
         if self.best_state is not None and self.best_step != self.step:
             self.algorithm.load_state_dict(self.best_state)
