@@ -57,6 +57,13 @@ def test_same_run_ignores_where_files_go_but_not_the_recipe(reproduce):
     assert not reproduce._same_run(a, a | {"steps": 200})
 
 
+def test_own_trains_each_cell_on_its_own_preset_instead_of_the_shared_learner(reproduce):
+    relation = reproduce.ROWS["relation"]
+    assert reproduce.trained_as(relation, "20w1s", own=False) == "5w1s"
+    assert reproduce.trained_as(relation, "20w1s", own=True) == "20w1s"
+    assert reproduce.trained_as(reproduce.ROWS["maml"], "20w5s", own=False) == "20w5s"
+
+
 def test_cell_shape(reproduce):
     assert reproduce.cell_shape("20w5s") == (20, 5)
 
