@@ -61,8 +61,8 @@ ROWS = {
         dict(zip(CELLS, (99.6, 99.8, 97.6, 99.1))),
         "Sung et al. 2018, Table 1",
         shared={"20w1s": "5w1s", "20w5s": "5w5s"},
-        note="one learner per shot count, trained 5-way, unless a cell says it was trained as itself "
-        "(`--own`: 20-way cells trained 20-way, as the paper)",
+        note="cells marked (learner of 5wNs) reuse the 5-way learner of their shot count; `--own` trains a "
+        "20-way cell 20-way, as the paper does",
     ),
     "maml": Row("MAML", dict(zip(CELLS, (98.7, 99.9, 95.8, 98.9))), "Finn et al. 2017, Table 1", note="second order"),
     "fomaml": Row(
