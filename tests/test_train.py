@@ -58,11 +58,11 @@ def test_run_folder_and_result(tmp_path):
     assert meta["step"] == 12 and json.loads((run / "config.json").read_text())["ways"] == 3
 
 
-@pytest.mark.parametrize("no_test", ["no test data", "test_episodes=0"])
-def test_run_without_a_test_still_writes_its_summary(tmp_path, no_test):
+@pytest.mark.parametrize("test_episodes, has_test_data", [(30, False), (0, True)], ids=["no test data", "0 episodes"])
+def test_run_without_a_test_still_writes_its_summary(tmp_path, test_episodes, has_test_data):
     torch.manual_seed(0)
-    cfg = config(tmp_path, test_episodes=0 if no_test == "test_episodes=0" else 30)
-    test_data = None if no_test == "no test data" else clustered(seed=2)
+    cfg = config(tmp_path, test_episodes=test_episodes)
+    test_data = clustered(seed=2) if has_test_data else None
     result = Trainer(cfg, TinyProto(), clustered(), clustered(seed=1), test_data).fit()
     summary = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result.test is None and summary["test"] is None
