@@ -70,6 +70,18 @@ def test_run_without_a_test_still_writes_its_summary(tmp_path, test_episodes, ha
     assert summary["step"] == 12 and summary["best_step"] == result.best_step and summary["train_seconds"] > 0
 
 
+def test_learner_reads_no_test_split_when_it_will_not_test(tmp_path, monkeypatch):
+    from fewshot.api import Learner
+
+    settings = {k: v for k, v in vars(config(tmp_path, test_episodes=0)).items() if k != "dataset"}
+    learner = Learner(dataset="glyphs", **settings)  # its data: clustered arrays, whatever split is asked
+    read = []
+    monkeypatch.setattr(learner, "dataset", lambda split: read.append(split) or clustered(seed=len(read)))
+    learner._algorithm, learner.metadata = TinyProto(), {"algorithm": "tiny"}
+    assert learner.fit().test is None
+    assert read == ["train", "val"]
+
+
 def test_resume_equals_uninterrupted(tmp_path):
     full = trainer(config(tmp_path / "a"))
     full.fit()

@@ -82,7 +82,7 @@ class Learner:
             algorithm,
             self.train_data,
             self._optional(c.val_split),
-            self._optional(c.test_split),
+            self._optional(c.test_split) if c.test_episodes else None,  # no test: its split is never read
             metadata=self.metadata,
             transform=transform,
             resume=resume,
