@@ -279,6 +279,11 @@ def table(folder: str) -> str:
                 f"`{shown_command(r)}` |"
             )
     notes = [f"- {row.title}: {row.note}." for row in ROWS.values() if row.note]
+    notes.append(
+        "- Network: ProtoNet, MatchingNet and RelationNet use the maxpool Conv4 of their papers; the gradient-based "
+        "rows use the stride-2 Conv4 of MAML's and Reptile's Omniglot experiments (preset `omniglot-strided`). "
+        "Records measured before their presets switched to it say `downsample=maxpool` in their command."
+    )
     lines += ["", "Notes on the rows:", "", *notes]
     sin = [r for r in records if r["row"] == "sinusoid"]
     if sin:

@@ -4,12 +4,30 @@ import torch
 from fewshot.nn import MLP, Conv4, CosineLinear, ResNet12, get_backbone
 
 
-@pytest.mark.parametrize(("size", "features"), [(28, 64), (84, 1600)])
-def test_conv4_feature_sizes(size, features):
-    model = Conv4(in_channels=1, image_size=size)
+@pytest.mark.parametrize(
+    ("size", "downsample", "features"),
+    [(28, "maxpool", 64), (84, "maxpool", 1600), (28, "stride", 64 * 2 * 2), (84, "stride", 64 * 6 * 6)],
+)
+def test_conv4_feature_sizes(size, downsample, features):
+    model = Conv4(in_channels=1, image_size=size, downsample=downsample)
     assert model.out_features == features
     assert model(torch.randn(2, 1, size, size)).shape == (2, features)
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 4
+    pools = sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules())
+    strides = [m.stride for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert (pools, strides) == ((4, [(1, 1)] * 4) if downsample == "maxpool" else (0, [(2, 2)] * 4))
+
+
+def test_strided_conv4_block_matches_functional_conv():
+    torch.manual_seed(0)
+    model = Conv4(in_channels=1, hidden=3, image_size=28, downsample="stride").eval()
+    conv, bn = model.features[0][0], model.features[0][1]
+    x = torch.randn(2, 1, 28, 28)
+    ref = torch.nn.functional.conv2d(x, conv.weight, conv.bias, stride=2, padding=1)  # [2, 3, 14, 14]
+    ref = torch.relu((ref - bn.running_mean[:, None, None]) / (bn.running_var[:, None, None] + bn.eps).sqrt())
+    assert torch.allclose(model.features[0](x), ref, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown downsample 'avg'; valid: maxpool, stride"):
+        Conv4(downsample="avg")
 
 
 def test_heads_and_registry():

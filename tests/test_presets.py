@@ -14,7 +14,10 @@ def test_published_setups_have_presets():
     assert set(PUBLISHED) | {"sinusoid-maml-k5", "sinusoid-maml-k10"} <= set(list_presets())
 
 
-@pytest.mark.parametrize("name", [p for p in list_presets() if p != "omniglot"])
+BASES = ("omniglot", "omniglot-strided")  # the dataset settings the Omniglot presets start from
+
+
+@pytest.mark.parametrize("name", [p for p in list_presets() if p not in BASES])
 def test_every_preset_builds_its_learner(name):
     cfg = load_config(name)
     check_names(cfg)
@@ -33,6 +36,14 @@ def test_every_preset_builds_its_learner(name):
     assert build_algorithm(spec) is not None
     if cfg.dataset == "omniglot":
         assert cfg.dataset_options == {"splits": "vinyals", "image_size": 28} and cfg.test_episodes >= 600
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_gradient_rows_use_the_papers_strided_network(name):
+    # MAML, Reptile and their kin downsample Omniglot with stride-2 convs; the metric papers with maxpools
+    gradient = name.split("-")[1] in ("maml", "fomaml", "anil", "metasgd", "reptile")
+    downsample = load_config(name).backbone_options.get("downsample", "maxpool")
+    assert downsample == ("stride" if gradient else "maxpool")
 
 
 def test_base_files_and_overrides(tmp_path):
