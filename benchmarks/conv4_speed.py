@@ -13,25 +13,16 @@ against ``maxpool loop`` (the presets' network and CPU default before ``omniglot
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from maml_speed import (  # the sibling benchmark: same episodes, same interleaved timing
+    synthetic_episode,
+    timed,
+    training_step,
+)
 
 from fewshot.algorithms.gradient import FOMAML
-from fewshot.data import Episode
 from fewshot.nn import Conv4
-
-
-def episode(ways: int, shots: int, queries: int, meta_batch: int, device: torch.device) -> Episode:
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(ways).repeat(meta_batch, 1)  # [B, N]
-    return Episode(
-        torch.rand(meta_batch, ways * shots, 1, 28, 28, generator=g),  # [B, N*K, 1, 28, 28]
-        labels.repeat_interleave(shots, dim=1),  # [B, N*K]
-        torch.rand(meta_batch, ways * queries, 1, 28, 28, generator=g),  # [B, N*Q, 1, 28, 28]
-        labels.repeat_interleave(queries, dim=1),  # [B, N*Q]
-    ).to(device)
 
 
 def main() -> None:
@@ -45,7 +36,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     device = torch.device(args.device)
-    ep = episode(args.ways, args.shots, args.queries, args.meta_batch, device)
+    ep = synthetic_episode(args, device)
 
     steps = {}
     for downsample in ("maxpool", "stride"):
@@ -53,29 +44,11 @@ def main() -> None:
             torch.manual_seed(0)
             model = Conv4(num_classes=args.ways, downsample=downsample).to(device)
             alg = FOMAML(model, inner_lr=0.4, inner_steps=1, task_batching=batching)
-            opt = torch.optim.Adam(alg.parameters(), lr=1e-3)
-
-            def step(alg=alg, opt=opt) -> None:
-                opt.zero_grad()
-                alg.meta_loss(ep)[0].backward()
-                opt.step()
-
+            step = training_step(lambda alg=alg: alg.meta_loss(ep)[0], alg.parameters())
             step()  # warm-up
             steps[f"{downsample} {batching}"] = step
 
-    samples: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            samples[name].append((time.perf_counter() - start) / args.steps)
-
-    seconds = {name: statistics.median(v) for name, v in samples.items()}
+    seconds = timed(steps, args.steps, args.rounds, device)
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
     print(
         f"FOMAML meta-step, {args.ways}-way {args.shots}-shot {args.queries}-query, meta-batch {args.meta_batch}, "

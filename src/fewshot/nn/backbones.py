@@ -48,7 +48,7 @@ class Conv4(Backbone):
     ``downsample="stride"``: stride-2 convs instead of maxpools, the network of MAML's and
     Reptile's Omniglot experiments (28x28 -> 2x2, flattened to 256 features as Reptile's
     code does; MAML's averages the 2x2): a first-order MAML step on 28x28 images runs about 2x faster
-    on CPU, 4x with vmap (benchmarks/conv4_speed.py).
+    on CPU, 3 to 4x with vmap (benchmarks/conv4_speed.py).
     """
 
     def __init__(
