@@ -75,3 +75,17 @@ def test_recorded_command_leaves_out_where_files_are(reproduce, tmp_path):
     (tmp_path / "protonet-20w1s.json").write_text(json.dumps(old))
     text = reproduce.table(str(tmp_path))
     assert "`python benchmarks/reproduce.py protonet --steps 100` |" in text and "/work/runs" not in text
+
+
+def test_reptile_shares_a_learner_only_between_presets_that_train_alike(reproduce):
+    from fewshot.engine.config import load_config
+
+    def training(preset):  # the settings that shape training: all but the test-time ones
+        return {k: v for k, v in load_config(preset).to_dict().items() if not k.startswith("test_")}
+
+    reptile = reproduce.ROWS["reptile"]
+    assert reptile.shared
+    for cell, source in reptile.shared.items():
+        assert training(f"omniglot-reptile-{cell}") == training(f"omniglot-reptile-{source}")
+    # MAML trains on the test shots, so its 5-shot presets do not train alike
+    assert training("omniglot-fomaml-5w5s") != training("omniglot-fomaml-5w1s")
