@@ -30,6 +30,20 @@ def test_strided_conv4_block_matches_functional_conv():
         Conv4(downsample="avg")
 
 
+def test_conv4_mean_pool_averages_the_last_map_over_space():
+    torch.manual_seed(0)
+    flat = Conv4(in_channels=1, image_size=28, downsample="stride").eval()
+    mean = Conv4(in_channels=1, image_size=28, downsample="stride", pool="mean").eval()
+    mean.load_state_dict(flat.state_dict())  # the same convs: only the pooling differs
+    x = torch.randn(3, 1, 28, 28)
+    maps = flat.features(x).view(3, 64, 2, 2)  # flatten keeps channel-major order
+    assert mean.out_features == 64
+    assert torch.allclose(mean(x), maps.mean((2, 3)), atol=1e-6)
+    assert Conv4(num_classes=5, downsample="stride", pool="mean").head.in_features == 64
+    with pytest.raises(ValueError, match="unknown pool 'max'; valid: flatten, mean"):
+        Conv4(pool="max")
+
+
 def test_heads_and_registry():
     assert Conv4(num_classes=5)(torch.randn(3, 1, 28, 28)).shape == (3, 5)
     assert ResNet12(widths=(8, 8, 8, 8))(torch.randn(2, 3, 32, 32)).shape == (2, 8)

@@ -75,7 +75,7 @@ class TrainConfig:
     val_episodes: int = 200
     test_episodes: int = 600  # 0: no test at the end of training
     patience: int | None = None  # validations without improvement before stopping
-    time_limit: float | None = None  # seconds of training (over resumes) after which the run validates and stops
+    time_limit: float | None = None  # wall seconds in fit, validation included (over resumes); then validate, stop
     # run
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -29,6 +29,7 @@ class Backbone(nn.Module):
 
 
 DOWNSAMPLE = ("maxpool", "stride")
+POOL = ("flatten", "mean")
 
 
 def conv_block(in_channels: int, out_channels: int, downsample: str = "maxpool") -> nn.Sequential:
@@ -46,9 +47,10 @@ class Conv4(Backbone):
     84x84 -> 5x5 (1600 features).
 
     ``downsample="stride"``: stride-2 convs instead of maxpools, the network of MAML's and
-    Reptile's Omniglot experiments (28x28 -> 2x2, flattened to 256 features as Reptile's
-    code does; MAML's averages the 2x2): a first-order MAML step on 28x28 images runs about 2x faster
-    on CPU, 3 to 4x with vmap (benchmarks/conv4_speed.py).
+    Reptile's Omniglot experiments (28x28 -> 2x2): a first-order MAML step on 28x28 images runs
+    about 2x faster on CPU, 3 to 4x with vmap (benchmarks/conv4_speed.py).
+    ``pool``: ``"flatten"`` the last map (2x2x64 = 256 features, as Reptile's code does) or
+    average it over space to ``hidden`` features (``"mean"``, as MAML's Omniglot network does).
     """
 
     def __init__(
@@ -58,14 +60,20 @@ class Conv4(Backbone):
         num_classes: int | None = None,
         image_size: int = 28,
         downsample: str = "maxpool",
+        pool: str = "flatten",
     ):
+        if pool not in POOL:
+            raise ValueError(f"unknown pool {pool!r}; valid: {', '.join(POOL)}")
         blocks = [conv_block(in_channels if i == 0 else hidden, hidden, downsample) for i in range(4)]
         side = image_size
         for _ in range(4):
             side = side // 2 if downsample == "maxpool" else (side + 1) // 2
         if side < 1:
             raise ValueError(f"Conv4 needs images of at least 16x16, got {image_size}")
-        super().__init__(nn.Sequential(*blocks, nn.Flatten()), hidden * side * side, num_classes)
+        if pool == "mean":  # [B, hidden, side, side] -> [B, hidden]
+            super().__init__(nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten()), hidden, num_classes)
+        else:  # [B, hidden, side, side] -> [B, hidden * side * side]
+            super().__init__(nn.Sequential(*blocks, nn.Flatten()), hidden * side * side, num_classes)
 
 
 class ResidualBlock(nn.Module):
