@@ -1,6 +1,8 @@
 """ANIL, Meta-SGD and Reptile against hand-written references; every gradient method on
 both task-batching paths and through ``adapt``."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -162,10 +164,12 @@ def shot_major_by_hand(y):
     return [v[r] for r in range(rounds) for v in per_class.values() if r < len(v)]
 
 
-def reptile_reference(model, ep, inner_lr, steps, eps, optimizer="sgd", data="support", batch=None):
-    """theta + eps * mean(theta' - theta), theta' from torch.optim on a copy per task."""
+def reptile_reference(model, ep, inner_lr, steps, eps, optimizer="sgd", data="support", batch=None, adam=None):
+    """theta + eps * mean(theta' - theta), theta' from torch.optim on a copy per task.
+    ``adam``: a torch Adam state_dict every task's inner Adam starts from; the tasks'
+    final state_dicts are then returned too."""
     theta = [p.detach().clone() for p in model.parameters()]
-    finals = []
+    finals, states = [], []
     for sx, sy, qx, qy in zip(ep.support_x, ep.support_y, ep.query_x, ep.query_y):
         x, y = (torch.cat([sx, qx]), torch.cat([sy, qy])) if data == "support+query" else (sx, sy)
         if batch is not None:
@@ -178,13 +182,17 @@ def reptile_reference(model, ep, inner_lr, steps, eps, optimizer="sgd", data="su
             if optimizer == "sgd"
             else torch.optim.Adam(w, lr=inner_lr, betas=(0.0, 0.999), eps=1e-8)
         )
+        if adam is not None:
+            opt.load_state_dict(copy.deepcopy(adam))  # the moments are updated in place
         for step in range(steps):
             rows = slice(None) if batch is None else cycle[step * batch : (step + 1) * batch]
             opt.zero_grad()
             F.cross_entropy(mlp_forward(w, x[rows]), y[rows]).backward()
             opt.step()
         finals.append([p.detach() for p in w])
-    return [t + eps * torch.stack([f[i] - t for f in finals]).mean(0) for i, t in enumerate(theta)]
+        states.append(opt.state_dict())
+    theta = [t + eps * torch.stack([f[i] - t for f in finals]).mean(0) for i, t in enumerate(theta)]
+    return theta if adam is None else (theta, states)
 
 
 @pytest.mark.parametrize(
@@ -216,6 +224,62 @@ def test_reptile_step_is_the_reptile_formula(optimizer, data, batch, mode):
     assert metrics["support_loss_after"] < metrics["support_loss_before"]
 
 
+def mean_adam_state(states, template):
+    """``template`` (a torch Adam state_dict) with every moment the mean over ``states``."""
+    out = copy.deepcopy(template)
+    for i, slot in out["state"].items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            slot[key] = torch.stack([s["state"][i][key] for s in states]).mean(0)
+        slot["step"] = states[0]["state"][i]["step"].clone()
+    return out
+
+
+@pytest.mark.parametrize("mode", ["loop", "vmap"])
+def test_reptile_carry_adam_starts_each_task_from_the_mean_of_the_last_moments(mode):
+    model = tiny_mlp()
+    alg = Reptile(model, inner_lr=0.05, inner_steps=3, inner_optimizer="adam", carry_adam=True, task_batching=mode)
+    opt = torch.optim.SGD(alg.parameters(), lr=0.7)
+    reference = tiny_mlp()  # the same initial weights
+    w = list(reference.parameters())
+    carried = torch.optim.Adam(w, lr=0.05, betas=(0.0, 0.999)).state_dict()  # no moments yet: fresh Adam
+    for seed in (1, 2, 3):
+        ep = episode(b=3, seed=seed)
+        expected, states = reptile_reference(reference, ep, 0.05, 3, eps=0.7, optimizer="adam", adam=carried)
+        carried = mean_adam_state(states, states[0])
+        with torch.no_grad():
+            for p, e in zip(w, expected):
+                p.copy_(e)
+        loss, _ = alg.meta_loss(ep)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        for p, e in zip(model.parameters(), expected):
+            torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-6)
+    assert alg.adam_step.item() == 9 == carried["state"][0]["step"].item()
+    v = torch.cat([s["exp_avg_sq"].reshape(-1) for s in carried["state"].values()])
+    torch.testing.assert_close(alg.adam_v, v)
+    # adapt starts from the carried moments and leaves them as they were
+    ep = episode(b=1, seed=4)
+    before = alg.state_dict()
+    adapted = alg.adapted_params(ep.support_x[0], ep.support_y[0], steps=5)
+    for p, q in zip(adapted.values(), reference_adapted(reference, ep, carried, 5)):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)  # a fresh Adam lands 0.26 away
+    assert all(torch.equal(before[k], v) for k, v in alg.state_dict().items())
+    assert {"adam_step", "adam_m", "adam_v"} <= set(before)  # saved with the weights
+
+
+def reference_adapted(model, ep, adam_state, steps):
+    """The weights after ``steps`` full-batch Adam steps on the first task's support set."""
+    w = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    opt = torch.optim.Adam(w, lr=0.05, betas=(0.0, 0.999))
+    opt.load_state_dict(copy.deepcopy(adam_state))
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(mlp_forward(w, ep.support_x[0]), ep.support_y[0]).backward()
+        opt.step()
+    return [p.detach() for p in w]
+
+
 def test_shot_major_order_interleaves_the_classes():
     y = torch.tensor([2, 2, 0, 1, 0, 2, 1, 1, 1])
     assert shot_major(y).tolist() == shot_major_by_hand(y) == [0, 2, 3, 1, 4, 6, 5, 7, 8]
@@ -245,6 +309,8 @@ def test_reptile_settings_are_checked():
         Reptile(tiny_mlp(), inner_batch=0)
     with pytest.raises(ValueError, match="zero_head does not apply"):
         Reptile(tiny_mlp(), zero_head=True)
+    with pytest.raises(ValueError, match="carry_adam .* needs inner_optimizer='adam'"):
+        Reptile(tiny_mlp(), carry_adam=True)
 
 
 # -- every method: vmap == loop, adapt == inner loop -------------------------------------

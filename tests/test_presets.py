@@ -46,6 +46,12 @@ def test_gradient_rows_use_the_papers_strided_network(name):
     assert downsample == ("stride" if gradient else "maxpool")
 
 
+@pytest.mark.parametrize("cell", ["5w1s", "5w5s", "20w1s", "20w5s"])
+def test_reptile_presets_carry_the_inner_adam_as_the_papers_code(cell):
+    options = load_config(f"omniglot-reptile-{cell}").algorithm_options
+    assert options["inner_optimizer"] == "adam" and options["carry_adam"] is True
+
+
 def test_base_files_and_overrides(tmp_path):
     (tmp_path / "mine.yaml").write_text("base: omniglot-maml-5w1s\nalgorithm_options: {inner_steps: 2}\nlr: 0.01\n")
     (tmp_path / "child.toml").write_text('base = "mine.yaml"\nsteps = 7\n')

@@ -60,7 +60,7 @@ def adam(lr: LearningRate, betas: tuple[float, float] = (0.0, 0.999), eps: float
 
     def step(params: Params, grads: Params, state: tuple[int, Params, Params]) -> tuple[Params, Any]:
         t, m, v = state
-        t += 1
+        t = t + 1  # never in place: t may be a carried tensor (Reptile's carry_adam)
         m = {k: b1 * m[k] + (1 - b1) * g for k, g in grads.items()}
         v = {k: b2 * v[k] + (1 - b2) * g * g for k, g in grads.items()}
         c1, c2 = 1 - b1**t, 1 - b2**t
@@ -79,15 +79,16 @@ def inner_loop(
     first_order: bool = False,
     engine: str = "func",
     batch_size: int | None = None,
-) -> tuple[Params, Tensor]:
+    return_state: bool = False,
+) -> tuple[Params, Tensor] | tuple[Params, Tensor, Any]:
     """Take ``steps`` optimizer steps on ``loss_fn(params, *data)``.
 
     Returns the adapted parameters and the loss before each step, ``[steps]``
-    (detached). With ``first_order`` the gradients are detached; otherwise the
-    adapted parameters keep the full graph back to ``params``. ``batch_size``: step
-    ``i`` sees only rows ``i*b, ..., i*b + b - 1`` (mod M) of every data tensor
-    [M, ...], cycling through the data in its given order; by default every step
-    sees all of it.
+    (detached), and with ``return_state`` the optimizer's final state too. With
+    ``first_order`` the gradients are detached; otherwise the adapted parameters keep
+    the full graph back to ``params``. ``batch_size``: step ``i`` sees only rows
+    ``i*b, ..., i*b + b - 1`` (mod M) of every data tensor [M, ...], cycling through
+    the data in its given order; by default every step sees all of it.
     """
     if engine not in ("func", "autograd"):
         raise ValueError(f"engine must be 'func' or 'autograd', got {engine!r}")
@@ -112,7 +113,8 @@ def inner_loop(
             grads = detach(grads)  # loss_fn may close over tensors that carry a graph
         params, state = optimizer.step(params, grads, state)
         losses.append(loss.detach())
-    return params, torch.stack(losses) if losses else torch.empty(0)
+    losses = torch.stack(losses) if losses else torch.empty(0)
+    return (params, losses, state) if return_state else (params, losses)
 
 
 def _autograd_grad_and_value(loss_fn: LossFn, first_order: bool) -> Callable[..., tuple[Params, Tensor]]:

@@ -162,9 +162,10 @@ class GradientAlgorithm(Algorithm):
         steps: int,
         first_order: bool,
         batch_size: int | None = None,
-    ) -> tuple[Params, Tensor]:
+        return_state: bool = False,
+    ) -> tuple[Params, Tensor] | tuple[Params, Tensor, Any]:
         """Adapt ``fast`` on one task's embedded support ``z`` [M, ...], labels ``y`` [M]
-        (in minibatches of ``batch_size`` rows, see ``inner_loop``)."""
+        (in minibatches of ``batch_size`` rows; ``return_state``: see ``inner_loop``)."""
         slow, buffers = state["slow"], state["buffers"]
 
         def support_loss(f: Params, z: Tensor, y: Tensor) -> Tensor:
@@ -180,6 +181,7 @@ class GradientAlgorithm(Algorithm):
             first_order=first_order,
             engine=state.get("grad_engine", "func"),
             batch_size=batch_size,
+            return_state=return_state,
         )
 
     def _task(self, state: Mapping[str, Any], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> dict[str, Tensor]:

@@ -16,6 +16,17 @@ INNER_OPTIMIZERS = ("sgd", "adam")
 INNER_DATA = ("support", "support+query")
 
 
+def flatten(params: Mapping[str, Tensor]) -> Tensor:
+    """The tensors of ``params`` in order, flattened into one vector [P]."""
+    return torch.cat([t.reshape(-1) for t in params.values()])
+
+
+def unflatten(vector: Tensor, shapes: Mapping[str, torch.Size]) -> dict[str, Tensor]:
+    """``flatten``'s inverse: views of ``vector`` [P] with the given names and shapes."""
+    parts = vector.split([s.numel() for s in shapes.values()])
+    return {k: part.view(s) for (k, s), part in zip(shapes.items(), parts)}
+
+
 def shot_major(y: Tensor) -> Tensor:
     """The order [M] that takes the first example of every class, then the second, ...
     (each class in order of first appearance within a round), for labels y [M]."""
@@ -45,6 +56,12 @@ class Reptile(GradientAlgorithm):
     cycling. ``adapt`` always takes full-batch steps on the support set. The metrics
     report the query loss and accuracy at ``theta'`` (``loss``) and the surrogate
     (``surrogate``).
+
+    ``carry_adam``: the inner Adam's moments and step count live on as buffers (saved
+    with the weights): every task's inner loop, and ``adapt``, starts from them, and each
+    training meta-step replaces them by the mean of its tasks' final moments. The
+    paper's code never resets its inner Adam, so its state runs on from task to task and
+    into evaluation; averaging over the meta-batch is the batched stand-in for that chain.
     """
 
     def __init__(
@@ -57,6 +74,7 @@ class Reptile(GradientAlgorithm):
         inner_data: str = "support",
         inner_batch: int | None = None,
         adam_betas: tuple[float, float] = (0.0, 0.999),
+        carry_adam: bool = False,
         **settings,
     ) -> None:
         if settings.pop("first_order", True) is not True:
@@ -72,11 +90,30 @@ class Reptile(GradientAlgorithm):
             raise ValueError(f"inner_batch must be >= 1, got {inner_batch}")
         self.inner_optimizer, self.inner_data, self.adam_betas = inner_optimizer, inner_data, tuple(adam_betas)
         self.inner_batch = inner_batch
+        if carry_adam and inner_optimizer != "adam":
+            raise ValueError("carry_adam keeps the inner Adam's moments; it needs inner_optimizer='adam'")
+        self.carry_adam = carry_adam
+        if carry_adam:
+            size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            self.register_buffer("adam_step", torch.zeros(()))
+            self.register_buffer("adam_m", torch.zeros(size))  # [P]: every trainable parameter, flattened
+            self.register_buffer("adam_v", torch.zeros(size))  # [P]
+
+    def _extra_state(self, detached: bool) -> dict[str, Any]:
+        if not self.carry_adam:
+            return {}
+        shapes = {k: p.shape for k, p in self.model.named_parameters() if p.requires_grad}
+        if sum(s.numel() for s in shapes.values()) != self.adam_m.numel():
+            raise ValueError("carry_adam: the trainable parameters changed since the Reptile learner was built")
+        return {"adam": (self.adam_step, unflatten(self.adam_m, shapes), unflatten(self.adam_v, shapes))}
 
     def _optimizer(self, state: Mapping[str, Any]) -> InnerOptimizer:
-        if self.inner_optimizer == "adam":
-            return adam(self.inner_lr, betas=self.adam_betas)
-        return sgd(self.inner_lr)
+        if self.inner_optimizer == "sgd":
+            return sgd(self.inner_lr)
+        inner = adam(self.inner_lr, betas=self.adam_betas)
+        if "adam" in state:  # start from the carried moments instead of zeros
+            return InnerOptimizer(lambda params: state["adam"], inner.step)
+        return inner
 
     def _task(self, state: Mapping[str, Any], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> dict[str, Tensor]:
         """One task: train on the inner data from ``state`` (detached) to ``theta'``.
@@ -88,8 +125,15 @@ class Reptile(GradientAlgorithm):
         if self.inner_batch is not None:
             order = shot_major(y)
             x, y = x[order], y[order]
-        adapted, losses = self._inner(
-            state, state["fast"], x, y, self.inner_steps, first_order=True, batch_size=self.inner_batch
+        adapted, losses, moments = self._inner(
+            state,
+            state["fast"],
+            x,
+            y,
+            self.inner_steps,
+            first_order=True,
+            batch_size=self.inner_batch,
+            return_state=True,
         )
         full = {**slow, **adapted}
         logits = self._predict(full, buffers, qx)  # [N*Q, N]
@@ -101,6 +145,7 @@ class Reptile(GradientAlgorithm):
             "support_after": after,
             "logits": logits,
             "adapted": adapted,
+            **({"adam_m": flatten(moments[1]), "adam_v": flatten(moments[2])} if self.carry_adam else {}),
         }
 
     def meta_loss(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
@@ -109,6 +154,10 @@ class Reptile(GradientAlgorithm):
         state = self._state()
         with torch.no_grad():
             out = self._run(episode, {**state, "fast": detach(state["fast"]), "slow": detach(state["slow"])})
+        if self.carry_adam and self.training:  # as BatchNorm's running statistics: training steps only
+            self.adam_step += self.inner_steps
+            self.adam_m.copy_(out["adam_m"].mean(0))
+            self.adam_v.copy_(out["adam_v"].mean(0))
         b = episode.batch_size
         surrogate = sum(0.5 * (p - out["adapted"][k]).pow(2).sum() for k, p in state["fast"].items()) / b
         return surrogate, self._metrics(out, episode.query_y, surrogate=surrogate)
