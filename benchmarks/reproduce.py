@@ -78,7 +78,8 @@ ROWS = {
         # the paper trains on 10-shot tasks whatever the test shots: one learner per way serves both shot counts
         shared={"5w5s": "5w1s", "20w5s": "20w1s"},
         note="transductive (test-time BatchNorm uses the task's statistics); trained on 10-shot tasks, 5 Adam steps "
-        "of 10 (5-way) or 20 (20-way) examples, 50 full-batch steps at test; one learner per way serves 1 and 5 shots",
+        "of 10 (5-way) or 20 (20-way) examples, 50 full-batch steps at test, the inner Adam's moments carried over "
+        "from task to task (`carry_adam`); one learner per way serves 1 and 5 shots",
     ),
     "metasgd": Row("Meta-SGD", dict(zip(CELLS, (99.53, 99.93, 95.93, 98.97))), "Li et al. 2017, Table 1"),
     "anil": Row(
