@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parameters_to_vector as to_vector
 
 from fewshot.algorithms.gradient.common import GradientAlgorithm
 from fewshot.data.episode import Episode
@@ -16,13 +17,8 @@ INNER_OPTIMIZERS = ("sgd", "adam")
 INNER_DATA = ("support", "support+query")
 
 
-def flatten(params: Mapping[str, Tensor]) -> Tensor:
-    """The tensors of ``params`` in order, flattened into one vector [P]."""
-    return torch.cat([t.reshape(-1) for t in params.values()])
-
-
 def unflatten(vector: Tensor, shapes: Mapping[str, torch.Size]) -> dict[str, Tensor]:
-    """``flatten``'s inverse: views of ``vector`` [P] with the given names and shapes."""
+    """``parameters_to_vector``'s inverse for a dict: views of ``vector`` [P] with the given names and shapes."""
     parts = vector.split([s.numel() for s in shapes.values()])
     return {k: part.view(s) for (k, s), part in zip(shapes.items(), parts)}
 
@@ -145,7 +141,11 @@ class Reptile(GradientAlgorithm):
             "support_after": after,
             "logits": logits,
             "adapted": adapted,
-            **({"adam_m": flatten(moments[1]), "adam_v": flatten(moments[2])} if self.carry_adam else {}),
+            **(
+                {"adam_m": to_vector(moments[1].values()), "adam_v": to_vector(moments[2].values())}
+                if self.carry_adam
+                else {}
+            ),
         }
 
     def meta_loss(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
