@@ -77,9 +77,11 @@ ROWS = {
         "Nichol et al. 2018, Table 1",
         # the paper trains on 10-shot tasks whatever the test shots: one learner per way serves both shot counts
         shared={"5w5s": "5w1s", "20w5s": "20w1s"},
-        note="transductive (test-time BatchNorm uses the task's statistics); trained on 10-shot tasks, 5 Adam steps "
-        "of 10 (5-way) or 20 (20-way) examples, 50 full-batch steps at test, the inner Adam's moments carried over "
-        "from task to task (`carry_adam`); one learner per way serves 1 and 5 shots",
+        note="transductive (test-time BatchNorm uses the task's statistics); the presets take the paper's settings: "
+        "10-shot training tasks, 5 inner Adam steps (lr 0.001) on 10 examples 5-way, 10 (lr 0.0005) on 20 examples "
+        "20-way, 50 full-batch steps at test (not the paper's minibatches), the inner Adam's moments carried over "
+        "from task to task (`carry_adam`); a command's `--set` says where a run differed; one learner per way serves "
+        "1 and 5 shots",
     ),
     "metasgd": Row("Meta-SGD", dict(zip(CELLS, (99.53, 99.93, 95.93, 98.97))), "Li et al. 2017, Table 1"),
     "anil": Row(
@@ -114,6 +116,7 @@ def cell_shape(cell: str) -> tuple[int, int]:
 def train(preset: str, out: Path, args):
     """A trained Learner for ``preset`` in ``out`` (reused when a finished run with the same settings is there)."""
     from fewshot import Learner
+    from fewshot.engine.checkpoint import read_checkpoint
     from fewshot.engine.config import load_config, parse_overrides
 
     settings = {"data_root": args.data_root, "device": args.device, "out": str(out), "quiet": True}
@@ -124,11 +127,15 @@ def train(preset: str, out: Path, args):
     full_steps = load_config(preset).steps
     learner = Learner(config=preset, **settings)
     saved = out / "config.json"
-    finished = (out / "result.json").exists() and saved.exists()
-    if not (finished and _same_run(json.loads(saved.read_text()), learner.config.to_dict())):
-        if learner.fit(resume=(out / "last").exists() and saved.exists()).interrupted:
+    changed = _changed(json.loads(saved.read_text()), learner.config.to_dict()) if saved.exists() else set()
+    if changed - {"time_limit"}:  # resuming would mix two recipes
+        sys.exit(f"{out} holds a run with other settings ({', '.join(sorted(changed))}): move it or pass --runs")
+    if changed or not (out / "result.json").exists():  # new, unfinished, or given more time
+        if learner.fit(resume=(out / "last").exists()).interrupted:
             sys.exit(130)
-    learner = Learner.load(out / "checkpoint")
+    # the trained weights in this preset's learner, so that its test-time settings apply
+    learner = Learner(config=preset, **settings)
+    learner.algorithm.load_state_dict(read_checkpoint(out / "checkpoint")[1])
     result = json.loads((out / "result.json").read_text())
     wall = result.get("train_seconds") or _logged_seconds(out)
     budget = {"steps": result["step"], "preset_steps": full_steps}  # the steps run: a time limit may stop early
@@ -141,10 +148,21 @@ def _logged_seconds(out: Path) -> float:
     return times[-1] - times[0]
 
 
-def _same_run(a: dict, b: dict) -> bool:
-    """Whether two configs train the same learner (where files go and how it logs do not count)."""
-    ignore = {"out", "quiet", "device", "data_root", "tensorboard", "log_every", "test_episodes"}
-    return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+TEST_TIME = {"test_ways", "test_shots", "test_queries", "test_episodes"}
+TEST_TIME_OPTIONS = {"adapt_steps", "adapt_batch"}  # algorithm options that only act in adapt
+
+
+def _changed(a: dict, b: dict) -> set[str]:
+    """The settings in which two configs train differently (where files go, how it logs and
+    how it is tested do not count)."""
+    ignore = {"out", "quiet", "device", "data_root", "tensorboard", "log_every"} | TEST_TIME
+
+    def training(c: dict) -> dict:
+        options = {k: v for k, v in c.get("algorithm_options", {}).items() if k not in TEST_TIME_OPTIONS}
+        return {k: v for k, v in c.items() if k not in ignore} | {"algorithm_options": options}
+
+    a, b = training(a), training(b)
+    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
 
 
 def trained_as(row: Row, cell: str, own: bool) -> str:

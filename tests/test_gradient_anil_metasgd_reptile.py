@@ -280,6 +280,23 @@ def reference_adapted(model, ep, adam_state, steps):
     return [p.detach() for p in w]
 
 
+def test_reptile_adapt_batch_steps_through_class_balanced_minibatches():
+    model, ep = tiny_mlp(), episode(b=1, k=2)
+    sx, sy = ep.support_x[0], ep.support_y[0]  # [6, 4], labels 0 0 1 1 2 2
+    w = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    order = shot_major_by_hand(sy)  # 0 2 4 1 3 5: one example of every class, then the next
+    cycle = [order[i % 6] for i in range(5 * 2)]
+    for step in range(5):  # SGD by hand on rows (0, 2), (4, 1), (3, 5), (0, 2), (4, 1)
+        rows = cycle[2 * step : 2 * step + 2]
+        grads = torch.autograd.grad(F.cross_entropy(mlp_forward(w, sx[rows]), sy[rows]), w)
+        w = [p - 0.3 * g for p, g in zip(w, grads)]
+    batched = Reptile(model, inner_lr=0.3, adapt_steps=5, adapt_batch=2).adapted_params(sx, sy)
+    for p, e in zip(batched.values(), w):
+        torch.testing.assert_close(p, e.detach())
+    full = Reptile(model, inner_lr=0.3, adapt_steps=5).adapted_params(sx, sy)
+    assert not torch.allclose(full["features.1.weight"], batched["features.1.weight"])
+
+
 def test_shot_major_order_interleaves_the_classes():
     y = torch.tensor([2, 2, 0, 1, 0, 2, 1, 1, 1])
     assert shot_major(y).tolist() == shot_major_by_hand(y) == [0, 2, 3, 1, 4, 6, 5, 7, 8]
@@ -307,6 +324,8 @@ def test_reptile_settings_are_checked():
         Reptile(tiny_mlp(), first_order=False)
     with pytest.raises(ValueError, match="inner_batch"):
         Reptile(tiny_mlp(), inner_batch=0)
+    with pytest.raises(ValueError, match="adapt_batch"):
+        Reptile(tiny_mlp(), adapt_batch=0)
     with pytest.raises(ValueError, match="zero_head does not apply"):
         Reptile(tiny_mlp(), zero_head=True)
     with pytest.raises(ValueError, match="carry_adam .* needs inner_optimizer='adam'"):

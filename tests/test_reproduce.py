@@ -51,10 +51,27 @@ def test_table_shows_measured_cells_beside_published_and_the_rest_as_not_run(rep
     assert "- MatchingNet: no FCE" in text
 
 
-def test_same_run_ignores_where_files_go_but_not_the_recipe(reproduce):
-    a = {"steps": 100, "lr": 0.001, "out": "a", "quiet": True, "device": "cpu"}
-    assert reproduce._same_run(a, a | {"out": "b", "quiet": False, "device": "cuda", "test_episodes": 0})
-    assert not reproduce._same_run(a, a | {"steps": 200})
+def test_changed_ignores_where_files_go_and_how_it_is_tested_but_not_the_recipe(reproduce):
+    a = {"steps": 100, "lr": 0.001, "out": "a", "quiet": True, "device": "cpu", "algorithm_options": {"inner_steps": 5}}
+    elsewhere = {"out": "b", "quiet": False, "device": "cuda", "test_episodes": 0, "test_shots": 5}
+    assert reproduce._changed(a, a | elsewhere) == set()
+    assert reproduce._changed(a, a | {"algorithm_options": {"inner_steps": 5, "adapt_batch": 10}}) == set()
+    assert reproduce._changed(a, a | {"steps": 200, "algorithm_options": {"inner_steps": 10}}) == {
+        "steps",
+        "algorithm_options",
+    }
+
+
+def test_a_run_folder_with_another_recipe_is_refused_not_resumed(reproduce, tmp_path, monkeypatch):
+    from fewshot.engine.config import load_config
+
+    out = tmp_path / "reptile-20w1s"
+    out.mkdir()
+    old = load_config("omniglot-reptile-20w1s").to_dict() | {"steps": 15000}
+    (out / "config.json").write_text(json.dumps(old))
+    args = reproduce.argparse.Namespace(data_root="unused", device="cpu", steps=None, set=[])
+    with pytest.raises(SystemExit, match="holds a run with other settings \\(steps\\)"):
+        reproduce.train("omniglot-reptile-20w1s", out, args)
 
 
 def test_own_trains_each_cell_on_its_own_preset_instead_of_the_shared_learner(reproduce):

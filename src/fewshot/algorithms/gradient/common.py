@@ -245,8 +245,14 @@ class GradientAlgorithm(Algorithm):
         buffers, slow = state["buffers"], state["slow"]
         with torch.enable_grad(), self._bn_mode():
             zs = self._embed({**slow, **state["fast"]}, buffers, support_x)
-            adapted, _ = self._inner(state, state["fast"], zs, support_y, steps, first_order=True)
+            zs, support_y, batch = self._adapt_data(zs, support_y)
+            adapted, _ = self._inner(state, state["fast"], zs, support_y, steps, first_order=True, batch_size=batch)
         return {**slow, **detach(adapted)}
+
+    def _adapt_data(self, zs: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int | None]:
+        """The embedded support [M, ...] and labels [M] that ``adapt`` trains on, in the
+        order its steps take them, and the rows per step (None: all of them)."""
+        return zs, y, None
 
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Predictor:
         """Run the inner loop on one task (support_x [N*K, ...], support_y [N*K]) and return

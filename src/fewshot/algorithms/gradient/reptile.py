@@ -49,7 +49,10 @@ class Reptile(GradientAlgorithm):
     ``inner_batch``: each inner step sees ``inner_batch`` of those examples instead of
     all (the paper: 10 per step, 5 steps over 5-way 10-shot training tasks); the
     examples are taken shot by shot across the classes (class-balanced minibatches),
-    cycling. ``adapt`` always takes full-batch steps on the support set. The metrics
+    cycling. ``adapt_batch``: the same for ``adapt``'s steps on the support set (None,
+    the default: full-batch steps). The paper evaluates on minibatches of 5 (5-way) or
+    10 (20-way) that it shuffles; taken shot by shot instead, as here, a minibatch of 10
+    holds the same half of the 20 classes every other step. The metrics
     report the query loss and accuracy at ``theta'`` (``loss``) and the surrogate
     (``surrogate``).
 
@@ -69,6 +72,7 @@ class Reptile(GradientAlgorithm):
         inner_optimizer: str = "sgd",
         inner_data: str = "support",
         inner_batch: int | None = None,
+        adapt_batch: int | None = None,
         adam_betas: tuple[float, float] = (0.0, 0.999),
         carry_adam: bool = False,
         **settings,
@@ -82,10 +86,11 @@ class Reptile(GradientAlgorithm):
         if inner_data not in INNER_DATA:
             raise ValueError(f"inner_data must be one of {INNER_DATA}, got {inner_data!r}")
         super().__init__(model, inner_lr, inner_steps, first_order=True, **settings)
-        if inner_batch is not None and inner_batch < 1:
-            raise ValueError(f"inner_batch must be >= 1, got {inner_batch}")
+        for name, batch in (("inner_batch", inner_batch), ("adapt_batch", adapt_batch)):
+            if batch is not None and batch < 1:
+                raise ValueError(f"{name} must be >= 1, got {batch}")
         self.inner_optimizer, self.inner_data, self.adam_betas = inner_optimizer, inner_data, tuple(adam_betas)
-        self.inner_batch = inner_batch
+        self.inner_batch, self.adapt_batch = inner_batch, adapt_batch
         if carry_adam and inner_optimizer != "adam":
             raise ValueError("carry_adam keeps the inner Adam's moments; it needs inner_optimizer='adam'")
         self.carry_adam = carry_adam
@@ -110,6 +115,12 @@ class Reptile(GradientAlgorithm):
         if "adam" in state:  # start from the carried moments instead of zeros
             return InnerOptimizer(lambda params: state["adam"], inner.step)
         return inner
+
+    def _adapt_data(self, zs: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int | None]:
+        if self.adapt_batch is None:
+            return zs, y, None
+        order = shot_major(y)
+        return zs[order], y[order], self.adapt_batch
 
     def _task(self, state: Mapping[str, Any], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> dict[str, Tensor]:
         """One task: train on the inner data from ``state`` (detached) to ``theta'``.
