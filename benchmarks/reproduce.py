@@ -133,8 +133,7 @@ def train(preset: str, out: Path, args):
     if changed or not (out / "result.json").exists():  # new, unfinished, or given more time
         if learner.fit(resume=(out / "last").exists()).interrupted:
             sys.exit(130)
-    # the trained weights in this preset's learner, so that its test-time settings apply
-    learner = Learner(config=preset, **settings)
+    # the best weights in this preset's learner, so that its test-time settings apply
     learner.algorithm.load_state_dict(read_checkpoint(out / "checkpoint")[1])
     result = json.loads((out / "result.json").read_text())
     wall = result.get("train_seconds") or _logged_seconds(out)
