@@ -32,6 +32,12 @@ def shot_major(y: Tensor) -> Tensor:
     return torch.argsort(rank * m + torch.arange(m, device=y.device))
 
 
+def in_shot_order(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Examples x [M, ...] and labels y [M] reordered by ``shot_major``."""
+    order = shot_major(y)
+    return x[order], y[order]
+
+
 class Reptile(GradientAlgorithm):
     """Per task, train a copy of the parameters for ``inner_steps`` full-batch steps
     (``inner_optimizer="sgd"`` with ``inner_lr``, or ``"adam"`` with ``adam_betas``,
@@ -119,8 +125,7 @@ class Reptile(GradientAlgorithm):
     def _adapt_data(self, zs: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int | None]:
         if self.adapt_batch is None:
             return zs, y, None
-        order = shot_major(y)
-        return zs[order], y[order], self.adapt_batch
+        return *in_shot_order(zs, y), self.adapt_batch
 
     def _task(self, state: Mapping[str, Any], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> dict[str, Tensor]:
         """One task: train on the inner data from ``state`` (detached) to ``theta'``.
@@ -130,8 +135,7 @@ class Reptile(GradientAlgorithm):
         buffers, slow = state["buffers"], state["slow"]
         x, y = (torch.cat([sx, qx]), torch.cat([sy, qy])) if self.inner_data == "support+query" else (sx, sy)
         if self.inner_batch is not None:
-            order = shot_major(y)
-            x, y = x[order], y[order]
+            x, y = in_shot_order(x, y)
         adapted, losses, moments = self._inner(
             state,
             state["fast"],
