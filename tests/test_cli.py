@@ -204,7 +204,8 @@ def test_finetune_pretrains_on_global_labels(trained, tmp_path):
     assert len(train) == 4 and abs(train[0]["loss"] - np.log(8)) < 0.5
 
 
-def test_ctrl_c_saves_and_resume_finishes(trained, tmp_path):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])  # Ctrl-C; a scheduler's preemption notice
+def test_ctrl_c_or_sigterm_saves_and_resume_finishes(trained, tmp_path, sig):
     import signal
     import subprocess
     import sys
@@ -252,7 +253,7 @@ def test_ctrl_c_saves_and_resume_finishes(trained, tmp_path):
     deadline = time.time() + 120
     while not (metrics.exists() and metrics.read_text().count("\n") >= 3) and time.time() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    proc.send_signal(getattr(signal, sig))
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, output
     assert "resume with: fewshot train --resume" in output

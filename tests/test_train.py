@@ -104,6 +104,26 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert strip(lines(tmp_path / "a")) == strip(lines(tmp_path / "b"))
 
 
+def test_a_run_killed_outright_resumes_from_its_last_validation(tmp_path):
+    full = trainer(config(tmp_path / "a"))
+    full.fit()
+
+    def crash_at_7(step, metrics):  # no clean exit: what SIGKILL or a dead machine leaves
+        if step == 7:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        trainer(config(tmp_path / "b")).fit(callback=crash_at_7)
+    assert read_training_state(tmp_path / "b" / "run" / "last")["step"] == 4  # validated at 4, 8, 12
+    resumed = trainer(config(tmp_path / "b"), resume=True)
+    assert resumed.step == 4 and resumed.fit().step == 12
+    a, b = params(full.algorithm), params(resumed.algorithm)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = lambda p: [json.loads(x) for x in (p / "run" / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
+    assert strip(lines(tmp_path / "a")) == strip(lines(tmp_path / "b"))
+
+
 def test_early_stopping_and_best_checkpoint(tmp_path):
     cfg = config(tmp_path, lr=0.0, steps=40, val_every=2, patience=2, warmup=0, schedule="constant")
     result = trainer(cfg).fit()
@@ -115,12 +135,12 @@ def test_time_limit_stops_validates_and_tests(tmp_path, monkeypatch):
     clock = itertools.count()  # each reading of the clock is one second later
     monkeypatch.setattr("fewshot.engine.train.time", types.SimpleNamespace(monotonic=lambda: float(next(clock))))
     result = trainer(config(tmp_path, steps=100, time_limit=4.5)).fit()
-    # started at 0; after step n the clock reads n, so step 5 is the last
+    # started at 0; steps 1-4 read 1-4, saving last/ after the validation at 4 reads 5, step 5 reads 6: the last
     assert result.step == 5 and not result.interrupted
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["split"] == "val"] == [4, 5]  # every 4 steps, and the last
     assert result.best_step in (4, 5) and result.test.episodes == 30
-    assert read_training_state(tmp_path / "run" / "last")["train_seconds"] == 6.0
+    assert read_training_state(tmp_path / "run" / "last")["train_seconds"] == 7.0  # the reading after step 5
 
 
 def test_lr_schedules():

@@ -2,7 +2,8 @@
 
 Adam/SGD with a warmup + constant/cosine/step schedule, gradient clipping, bfloat16
 autocast on GPU, validation on a fixed set of episodes, best-checkpoint selection,
-early stopping, exact resume, Ctrl-C saves and exits cleanly, metrics to
+early stopping, exact resume (``last/`` is saved at every validation, so a killed run
+loses at most ``val_every`` steps), Ctrl-C or SIGTERM saves and exits cleanly, metrics to
 ``metrics.jsonl`` (and TensorBoard), and a meta-batch split over ``torchrun`` processes.
 
 Run folder::
@@ -181,7 +182,7 @@ class Trainer:
         progress = Progress(self.step, c.steps, quiet=c.quiet, every=c.log_every * 10, enabled=self.world.is_writer)
         interrupted, window = False, self.log_window
         started = time.monotonic() - self.train_seconds
-        restore = _stop_on_sigint(self)
+        restore = _stop_on_signals(self)
         try:
             while self.step < c.steps and not self.stop_requested:
                 metrics = self.train_step(self.next_batch())
@@ -197,6 +198,9 @@ class Trainer:
                     if self._validate(progress):
                         progress.note(f"early stop at step {self.step}: no improvement in {c.patience} validations")
                         break
+                    if not last:  # a run killed outright resumes from here
+                        self.train_seconds = time.monotonic() - started
+                        self._save_last()
                 if out_of_time:
                     progress.note(f"time limit of {c.time_limit:g} s reached at step {self.step}")
                     break
@@ -335,19 +339,23 @@ class Trainer:
             self.best_state = read_checkpoint(self.run_dir / "checkpoint")[1]
 
 
-def _stop_on_sigint(trainer: Trainer):
-    """First Ctrl-C: finish the current step, save, exit cleanly. Second: stop at once."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; what schedulers send before they preempt
+
+
+def _stop_on_signals(trainer: Trainer):
+    """First Ctrl-C or SIGTERM: finish the current step, save, exit cleanly. Second: stop at once."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
 
     def handler(signum, frame):
         if trainer.stop_requested:
             raise KeyboardInterrupt
         trainer.stop_requested = True
 
-    signal.signal(signal.SIGINT, handler)
-    return lambda: signal.signal(signal.SIGINT, previous)
+    for s in STOP_SIGNALS:
+        signal.signal(s, handler)
+    return lambda: [signal.signal(s, h) for s, h in previous.items()]
 
 
 def _to_device(data, device: torch.device):
