@@ -152,6 +152,12 @@ def test_metasgd_rates_start_at_inner_lr_and_train():
     assert any(not torch.all(lr == 0.25) for lr in alg.lrs.values())
 
 
+def test_metasgd_has_no_rates_for_what_the_inner_loop_leaves_alone():
+    alg = MetaSGD(Conv4(hidden=4, num_classes=3, image_size=16), adapt_norm=False)
+    convs = {f"features__{i}__0__{p}" for i in range(4) for p in ("weight", "bias")}  # BatchNorm: features__i__1
+    assert set(alg.lrs) == convs | {"head__weight", "head__bias"}
+
+
 # -- Reptile ---------------------------------------------------------------------------
 
 
@@ -328,6 +334,8 @@ def test_reptile_settings_are_checked():
         Reptile(tiny_mlp(), adapt_batch=0)
     with pytest.raises(ValueError, match="zero_head does not apply"):
         Reptile(tiny_mlp(), zero_head=True)
+    with pytest.raises(ValueError, match="adapt_norm=False does not apply"):
+        Reptile(tiny_mlp(), adapt_norm=False)
     with pytest.raises(ValueError, match="carry_adam .* needs inner_optimizer='adam'"):
         Reptile(tiny_mlp(), carry_adam=True)
 

@@ -335,6 +335,35 @@ def test_zero_head_first_step_gives_the_closed_form_head():
     assert torch.count_nonzero(model.head.weight.grad) == 0 and model.features[0][0].weight.grad.abs().sum() > 0
 
 
+def test_adapt_norm_false_keeps_batchnorm_out_of_the_inner_loop_only():
+    torch.manual_seed(0)
+    model = Conv4(hidden=8, num_classes=5, image_size=16)
+    frozen = copy.deepcopy(model)  # the reference: BatchNorm parameters frozen outright
+    for m in frozen.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.requires_grad_(False)
+    bns = [n for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    norms = {f"{n}.{p}" for n in bns for p in ("weight", "bias")}
+    ep = conv4_episode(b=2)
+    alg, ref = MAML(model, inner_lr=0.4, adapt_norm=False), MAML(frozen, inner_lr=0.4)
+    adapted = alg.adapted_params(ep.support_x[0], ep.support_y[0])
+    for name, p in model.named_parameters():
+        if name in norms:
+            torch.testing.assert_close(adapted[name], p.detach())
+        else:
+            assert not torch.equal(adapted[name], p.detach()), name
+    loss, _ = alg.meta_loss(ep)
+    ref_loss, _ = ref.meta_loss(ep)
+    torch.testing.assert_close(loss, ref_loss)
+    loss.backward()
+    ref_loss.backward()
+    for (name, p), q in zip(model.named_parameters(), frozen.parameters()):
+        if name in norms:  # the outer loop still trains them
+            assert p.grad.abs().sum() > 0 and q.grad is None, name
+        else:
+            torch.testing.assert_close(p.grad, q.grad)
+
+
 def test_zero_head_needs_a_head():
     with pytest.raises(ValueError, match="zero_head needs a linear head"):
         MAML(torch.nn.Linear(4, 3), zero_head=True)

@@ -29,7 +29,7 @@ class MetaSGD(GradientAlgorithm):
             {
                 _key(k): nn.Parameter(torch.full_like(p.detach(), float(inner_lr)))
                 for k, p in model.named_parameters()
-                if p.requires_grad
+                if p.requires_grad and k not in self.outer_only
             }
         )
 

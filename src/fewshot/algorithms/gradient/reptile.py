@@ -87,6 +87,8 @@ class Reptile(GradientAlgorithm):
             raise ValueError("Reptile is first-order by construction")
         if settings.get("zero_head"):
             raise ValueError("Reptile moves the initialisation towards the adapted weights; zero_head does not apply")
+        if settings.get("adapt_norm") is False:
+            raise ValueError("Reptile trains only what its inner loop adapts; adapt_norm=False does not apply")
         if inner_optimizer not in INNER_OPTIMIZERS:
             raise ValueError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
         if inner_data not in INNER_DATA:
