@@ -45,6 +45,12 @@ def params(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
+def records(root):
+    """The run's metrics.jsonl records under ``root``, without their wall-clock times."""
+    lines = (root / "run" / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
+
+
 def test_run_folder_and_result(tmp_path):
     result = trainer(config(tmp_path)).fit()
     run = tmp_path / "run"
@@ -99,9 +105,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert result.step == 12 and not result.interrupted
     a, b = params(full.algorithm), params(resumed.algorithm)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    lines = lambda p: [json.loads(x) for x in (p / "run" / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
-    assert strip(lines(tmp_path / "a")) == strip(lines(tmp_path / "b"))
+    assert records(tmp_path / "a") == records(tmp_path / "b")
 
 
 def test_a_run_killed_outright_resumes_from_its_last_validation(tmp_path):
@@ -119,9 +123,7 @@ def test_a_run_killed_outright_resumes_from_its_last_validation(tmp_path):
     assert resumed.step == 4 and resumed.fit().step == 12
     a, b = params(full.algorithm), params(resumed.algorithm)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    lines = lambda p: [json.loads(x) for x in (p / "run" / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
-    assert strip(lines(tmp_path / "a")) == strip(lines(tmp_path / "b"))
+    assert records(tmp_path / "a") == records(tmp_path / "b")
 
 
 def test_early_stopping_and_best_checkpoint(tmp_path):
