@@ -1,5 +1,6 @@
 """Two processes on CPU (gloo) end with the parameters of one process with the same meta-batch."""
 
+import json
 import os
 import subprocess
 import sys
@@ -61,9 +62,9 @@ def train_args(data, out, steps=3):
     ]
 
 
-def run(cmd, **env):
+def run(cmd, timeout=600, **env):
     result = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, timeout=600
+        cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, timeout=timeout
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -94,3 +95,36 @@ def test_two_processes_match_one(tmp_path):
     run([sys.executable, "-m", "fewshot", *train_args(data, tmp_path / "init", steps=0)])
     _, init = read_checkpoint(tmp_path / "init" / "last")
     assert any(not torch.allclose(one[k], init[k]) for k in one if one[k].is_floating_point())
+
+
+# Each process trains the tiny learner; a stop arrives on rank 1 alone after step 2, as when a
+# signal reaches one worker first. Both must stop before step 3 and exit cleanly (rank 0 used
+# to go on alone and die in the next all-reduce).
+ONE_RANK_STOPS = """
+import json, sys
+from tiny import TinyProto, clustered
+from fewshot.engine import TrainConfig, Trainer
+from fewshot.engine.distributed import close_world
+
+config = TrainConfig(dataset="arrays", ways=3, shots=2, queries=3, meta_batch=2, steps=50, val_every=1000,
+                     test_episodes=4, out=sys.argv[1], quiet=True, tensorboard=False)
+trainer = Trainer(config, TinyProto(), clustered(), clustered(seed=1), clustered(seed=2))
+
+def stop_on_rank_1(step, metrics):
+    if trainer.world.rank == 1 and step == 2:
+        trainer.stop_requested = True
+
+result = trainer.fit(stop_on_rank_1)
+print(json.dumps({"rank": trainer.world.rank, "step": result.step, "interrupted": result.interrupted}))
+close_world(trainer.world)
+"""
+
+
+def test_a_stop_on_one_process_stops_all_at_the_same_step(tmp_path):
+    script = tmp_path / "one_rank_stops.py"
+    script.write_text(ONE_RANK_STOPS)
+    tests = os.path.dirname(__file__)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    result = run([*cmd, str(script), str(tmp_path / "run")], timeout=120, PYTHONPATH=tests)  # a hang fails
+    reports = sorted((json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")), key=str)
+    assert reports == [{"rank": r, "step": 2, "interrupted": True} for r in (0, 1)]

@@ -184,7 +184,7 @@ class Trainer:
         started = time.monotonic() - self.train_seconds
         restore = _stop_on_signals(self)
         try:
-            while self.step < c.steps and not self.stop_requested:
+            while self.step < c.steps and not self._stop_agreed():
                 metrics = self.train_step(self.next_batch())
                 self.step += 1
                 window.append(metrics)
@@ -206,13 +206,13 @@ class Trainer:
                     break
                 if callback is not None:
                     callback(self.step, metrics)
-        except KeyboardInterrupt:
-            self.stop_requested = True
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without asking the other processes
+            interrupted = True
         finally:
             restore()
             progress.close()
             self.train_seconds = time.monotonic() - started
-        if self.stop_requested:
+        if interrupted or self._stop_agreed():
             interrupted = True
             progress.note(f"interrupted at step {self.step}; saved {self.run_dir / 'last'} (resume with --resume)")
         self._save_last()
@@ -233,6 +233,11 @@ class Trainer:
             }
             (self.run_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
         return result
+
+    def _stop_agreed(self) -> bool:
+        """Whether a stop was asked (a signal, a callback) on any process, so that all stop at the same step."""
+        self.stop_requested = D.any_rank(self.stop_requested, self.world)
+        return self.stop_requested
 
     def _out_of_time(self, started: float) -> bool:
         """Whether the time limit has passed (on any process, so that all stop at the same step)."""
