@@ -150,6 +150,8 @@ def test_lr_schedules():
     assert lr_factor(cfg, 0) == pytest.approx(0.1) and lr_factor(cfg, 10) == pytest.approx(1.0)
     assert lr_factor(cfg, 55) == pytest.approx(0.5) and lr_factor(cfg, 100) == pytest.approx(0.0, abs=1e-12)
     assert lr_factor(TrainConfig(steps=100, schedule="step", gamma=0.5), 60) == 0.25
+    linear = TrainConfig(steps=100, warmup=10, schedule="linear")
+    assert [lr_factor(linear, s) for s in (0, 10, 55, 100)] == pytest.approx([0.1, 1.0, 0.5, 0.0])
     with pytest.raises(ValueError, match="unknown schedule"):
         lr_factor(TrainConfig(schedule="wiggly"), 3)
 

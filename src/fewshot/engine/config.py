@@ -63,7 +63,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
-    schedule: str = "cosine"  # constant | cosine | step
+    schedule: str = "cosine"  # constant | cosine | linear | step
     step_size: int = 0  # for schedule=step: decay every step_size steps (0: steps // 4)
     gamma: float = 0.5
     warmup: int = 0

@@ -68,12 +68,14 @@ def lr_factor(config: TrainConfig, step: int) -> float:
         return (step + 1) / config.warmup
     if config.schedule == "constant":
         return 1.0
+    done = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))  # of the post-warmup steps
     if config.schedule == "cosine":
-        span = max(1, config.steps - config.warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - config.warmup) / span)))
+        return 0.5 * (1 + math.cos(math.pi * done))
+    if config.schedule == "linear":  # to 0 at the last step, as Reptile anneals its outer step size
+        return 1.0 - done
     if config.schedule == "step":
         return config.gamma ** (step // (config.step_size or max(1, config.steps // 4)))
-    raise ValueError(f"unknown schedule {config.schedule!r}; valid: constant, cosine, step")
+    raise ValueError(f"unknown schedule {config.schedule!r}; valid: constant, cosine, linear, step")
 
 
 class Trainer:
