@@ -1,4 +1,4 @@
-"""Two processes on CPU (gloo) end with the parameters of one process with the same meta-batch."""
+"""Two processes on CPU (gloo): they end with the parameters of one process, and stop together."""
 
 import json
 import os

@@ -214,8 +214,8 @@ class Trainer:
             restore()
             progress.close()
             self.train_seconds = time.monotonic() - started
-        if interrupted or self._stop_agreed():
-            interrupted = True
+        interrupted = interrupted or self._stop_agreed()
+        if interrupted:
             progress.note(f"interrupted at step {self.step}; saved {self.run_dir / 'last'} (resume with --resume)")
         self._save_last()
         if self.best_step is None:  # no validation data: the last weights are the deployable ones
