@@ -126,5 +126,6 @@ def test_a_stop_on_one_process_stops_all_at_the_same_step(tmp_path):
     tests = os.path.dirname(__file__)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     result = run([*cmd, str(script), str(tmp_path / "run")], timeout=120, PYTHONPATH=tests)  # a hang fails
-    reports = sorted((json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")), key=str)
+    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    reports.sort(key=lambda r: r["rank"])
     assert reports == [{"rank": r, "step": 2, "interrupted": True} for r in (0, 1)]
