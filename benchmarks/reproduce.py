@@ -69,7 +69,8 @@ ROWS = {
         "first-order MAML",
         dict(zip(CELLS, (98.3, 99.2, 89.4, 97.9))),
         "Finn et al. 2017, Table 1",
-        note="meta-batch 32, 1 inner step of lr 0.4 in training, 3 at test",
+        note="5-way: meta-batch 32, 1 inner step of lr 0.4 in training, 3 at test; 20-way: meta-batch 16, 5 inner "
+        "steps of lr 0.1, 5 at test",
     ),
     "reptile": Row(
         "Reptile",
