@@ -51,20 +51,32 @@ def sgd(lr: LearningRate) -> InnerOptimizer:
 
 
 def adam(lr: LearningRate, betas: tuple[float, float] = (0.0, 0.999), eps: float = 1e-8) -> InnerOptimizer:
-    """Adam with bias correction; ``betas[0] = 0`` by default as in Reptile."""
+    """Adam with bias correction; ``betas[0] = 0`` by default as in Reptile.
+
+    The state is ``(t, m, v)`` with the moments flat, [P] over all parameters in the
+    params dict's order: a handful of vector ops a step instead of a dozen per tensor.
+    """
     b1, b2 = betas
 
-    def init(params: Params) -> tuple[int, Params, Params]:
-        zeros = {k: torch.zeros_like(p) for k, p in params.items()}
-        return 0, zeros, dict(zeros)
+    def init(params: Params) -> tuple[int, Tensor, Tensor]:
+        zeros = next(iter(params.values())).new_zeros(sum(p.numel() for p in params.values()))  # [P]
+        return 0, zeros, zeros
 
-    def step(params: Params, grads: Params, state: tuple[int, Params, Params]) -> tuple[Params, Any]:
+    def step(params: Params, grads: Params, state: tuple[int | Tensor, Tensor, Tensor]) -> tuple[Params, Any]:
         t, m, v = state
         t = t + 1  # never in place: t may be a carried tensor (Reptile's carry_adam)
-        m = {k: b1 * m[k] + (1 - b1) * g for k, g in grads.items()}
-        v = {k: b2 * v[k] + (1 - b2) * g * g for k, g in grads.items()}
-        c1, c2 = 1 - b1**t, 1 - b2**t
-        new = {k: p - _lr(lr, k) * (m[k] / c1) / ((v[k] / c2).sqrt() + eps) for k, p in params.items()}
+        g = torch.cat([grads[k].reshape(-1) for k in params])  # [P]
+        m = g if b1 == 0 else b1 * m + (1 - b1) * g  # [P]
+        v = torch.addcmul(b2 * v, g, g, value=1 - b2)  # [P]
+        c1, root_c2 = 1 - b1**t, (1 - b2**t) ** 0.5
+        # (m / c1) / (sqrt(v / c2) + eps), with the bias corrections moved onto the scalars
+        direction = m / (v.sqrt() + eps * root_c2) * (root_c2 / c1)  # [P]
+        sizes = [p.numel() for p in params.values()]
+        if isinstance(lr, Mapping):  # one rate per parameter
+            new = {k: p - lr[k] * d.view_as(p) for (k, p), d in zip(params.items(), direction.split(sizes))}
+        else:
+            flat = torch.cat([p.reshape(-1) for p in params.values()]) - lr * direction  # [P]
+            new = {k: d.view_as(p) for (k, p), d in zip(params.items(), flat.split(sizes))}
         return new, (t, m, v)
 
     return InnerOptimizer(init, step)

@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parameters_to_vector as to_vector
 
 from fewshot.algorithms.gradient.common import GradientAlgorithm
 from fewshot.data.episode import Episode
@@ -15,12 +14,6 @@ from fewshot.functional import InnerOptimizer, adam, detach, sgd
 
 INNER_OPTIMIZERS = ("sgd", "adam")
 INNER_DATA = ("support", "support+query")
-
-
-def unflatten(vector: Tensor, shapes: Mapping[str, torch.Size]) -> dict[str, Tensor]:
-    """``parameters_to_vector``'s inverse for a dict: views of ``vector`` [P] with the given names and shapes."""
-    parts = vector.split([s.numel() for s in shapes.values()])
-    return {k: part.view(s) for (k, s), part in zip(shapes.items(), parts)}
 
 
 def shot_major(y: Tensor) -> Tensor:
@@ -111,10 +104,9 @@ class Reptile(GradientAlgorithm):
     def _extra_state(self, detached: bool) -> dict[str, Any]:
         if not self.carry_adam:
             return {}
-        shapes = {k: p.shape for k, p in self.model.named_parameters() if p.requires_grad}
-        if sum(s.numel() for s in shapes.values()) != self.adam_m.numel():
+        if sum(p.numel() for p in self.model.parameters() if p.requires_grad) != self.adam_m.numel():
             raise ValueError("carry_adam: the trainable parameters changed since the Reptile learner was built")
-        return {"adam": (self.adam_step, unflatten(self.adam_m, shapes), unflatten(self.adam_v, shapes))}
+        return {"adam": (self.adam_step, self.adam_m, self.adam_v)}
 
     def _optimizer(self, state: Mapping[str, Any]) -> InnerOptimizer:
         if self.inner_optimizer == "sgd":
@@ -158,11 +150,7 @@ class Reptile(GradientAlgorithm):
             "support_after": after,
             "logits": logits,
             "adapted": adapted,
-            **(
-                {"adam_m": to_vector(moments[1].values()), "adam_v": to_vector(moments[2].values())}
-                if self.carry_adam
-                else {}
-            ),
+            **({"adam_m": moments[1], "adam_v": moments[2]} if self.carry_adam else {}),
         }
 
     def meta_loss(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
