@@ -69,8 +69,6 @@ ROWS = {
         "first-order MAML",
         dict(zip(CELLS, (98.3, 99.2, 89.4, 97.9))),
         "Finn et al. 2017, Table 1",
-        note="5-way: meta-batch 32, 1 inner step of lr 0.4 in training, 3 at test; 20-way: meta-batch 16, 5 inner "
-        "steps of lr 0.1, 5 at test",
     ),
     "reptile": Row(
         "Reptile",
@@ -78,10 +76,8 @@ ROWS = {
         "Nichol et al. 2018, Table 1",
         # the paper trains on 10-shot tasks whatever the test shots: one learner per way serves both shot counts
         shared={"5w5s": "5w1s", "20w5s": "20w1s"},
-        note="transductive (test-time BatchNorm uses the task's statistics); the presets take the paper's settings: "
-        "10-shot training tasks, 5 inner Adam steps (lr 0.001) on 10 examples 5-way, 10 (lr 0.0005) on 20 examples "
-        "20-way, 50 full-batch steps at test (not the paper's minibatches), the inner Adam's moments carried over "
-        "from task to task (`carry_adam`); a command's `--set` says where a run differed; one learner per way serves "
+        note="transductive (test-time BatchNorm uses the task's statistics); the presets take the paper's settings, "
+        "but for full-batch steps at test (the paper's minibatches scored lower here); one learner per way serves "
         "1 and 5 shots",
     ),
     "metasgd": Row("Meta-SGD", dict(zip(CELLS, (99.53, 99.93, 95.93, 98.97))), "Li et al. 2017, Table 1"),
@@ -89,7 +85,7 @@ ROWS = {
         "ANIL",
         {"20w1s": 96.2, "20w5s": 98.0},
         "Raghu et al. 2020, Table 2 (20-way only)",
-        note="only the head adapts: 5 inner steps of lr 0.1, second order through the head; meta-batch 16",
+        note="only the head adapts, second order through the head",
     ),
 }
 # why a row has no measured cells yet (shown in the table)
@@ -99,6 +95,43 @@ NOT_RUN = {
 }
 NOT_REACHED = "not reached in the CPU time so far"
 SINUSOID = {"k5": "sinusoid-maml-k5", "k10": "sinusoid-maml-k10"}
+
+
+def recipe(preset: str) -> list[str]:
+    """A gradient-based preset's inner loop in words, read from the preset itself (empty for metric methods)."""
+    from fewshot.engine.config import load_config
+
+    config = load_config(preset)
+    o = config.algorithm_options
+    if "inner_steps" not in o:
+        return []
+    steps, adam = o["inner_steps"], o.get("inner_optimizer") == "adam"
+    rate = "initial lr" if config.algorithm == "metasgd" else "lr"
+    words = [f"meta-batch {config.meta_batch}"]
+    if config.shots != config.test_shots:
+        words.append(f"{config.shots}-shot training tasks")
+    words.append(
+        f"{steps} inner{' Adam' if adam else ''} step{'s' * (steps != 1)} of {rate} {o['inner_lr']}"
+        + (f" on {o['inner_batch']} examples" if o.get("inner_batch") else "")
+    )
+    words.append(f"{o.get('adapt_steps') or steps} steps at test")
+    if o.get("carry_adam"):
+        words.append("the inner Adam's moments carried over from task to task (`carry_adam`)")
+    return words
+
+
+def recipes(name: str, row: Row) -> str:
+    """The row's presets in words: what all share, then what each group of cells has ("5w1s, 5w5s: ...")."""
+    by_cells: dict[tuple[str, ...], list[str]] = {}
+    for cell in (c for c in CELLS if c in row.published):
+        by_cells.setdefault(tuple(recipe(f"omniglot-{name}-{cell}")), []).append(cell)
+    if not any(by_cells):
+        return ""
+    shared = [w for w in next(iter(by_cells)) if all(w in words for words in by_cells)]
+    groups = [
+        f"{', '.join(cells)}: {', '.join(w for w in words if w not in shared)}" for words, cells in by_cells.items()
+    ]
+    return "presets: " + "; ".join(([", ".join(shared)] if shared else []) + (groups if len(groups) > 1 else []))
 
 
 def machine() -> str:
@@ -299,11 +332,13 @@ def table(folder: str) -> str:
                 f"{pub if pub is not None else '-'} | {diff} | {budget} | {wall} | {r['machine']} | "
                 f"`{shown_command(r)}` |"
             )
-    notes = [f"- {row.title}: {row.note}." for row in ROWS.values() if row.note]
+    notes = [f"- {row.title}: {'; '.join(filter(None, (row.note, recipes(name, row))))}." for name, row in ROWS.items()]
+    notes = [n for n in notes if not n.endswith(": .")]
     notes.append(
         "- Network: ProtoNet, MatchingNet and RelationNet use the maxpool Conv4 of their papers; the gradient-based "
         "rows use the stride-2 Conv4 of MAML's and Reptile's Omniglot experiments (preset `omniglot-strided`). "
-        "Records measured before their presets switched to it say `downsample=maxpool` in their command."
+        "Records measured before their presets switched to it say `downsample=maxpool` in their command; a record's "
+        "`--set` says wherever its run differed from the preset."
     )
     lines += ["", "Notes on the rows:", "", *notes]
     sin = [r for r in records if r["row"] == "sinusoid"]

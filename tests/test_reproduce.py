@@ -106,3 +106,24 @@ def test_reptile_shares_a_learner_only_between_presets_that_train_alike(reproduc
         assert changed(f"omniglot-reptile-{cell}", f"omniglot-reptile-{source}") == set()
     # MAML trains on the test shots, so its 5-shot presets do not train alike
     assert changed("omniglot-fomaml-5w5s", "omniglot-fomaml-5w1s")
+
+
+def test_row_notes_read_the_inner_loop_off_the_presets(reproduce, tmp_path, monkeypatch):
+    assert reproduce.recipes("protonet", reproduce.ROWS["protonet"]) == ""  # metric methods have no inner loop
+    assert reproduce.recipes("anil", reproduce.ROWS["anil"]) == (
+        "presets: meta-batch 16, 5 inner steps of lr 0.1, 5 steps at test"
+    )
+    reptile = reproduce.recipes("reptile", reproduce.ROWS["reptile"])
+    assert reptile.startswith("presets: meta-batch 5, 10-shot training tasks, 50 steps at test")
+    assert reptile.endswith(
+        "5w1s, 5w5s: 5 inner Adam steps of lr 0.001 on 10 examples; "
+        "20w1s, 20w5s: 10 inner Adam steps of lr 0.0005 on 20 examples"
+    )
+    # a preset's change reaches the note: the note is not a copy of the preset
+    preset = tmp_path / "omniglot-anil-20w5s.yaml"
+    preset.write_text("base: omniglot-anil-20w5s\nmeta_batch: 8\n")
+    real = reproduce.recipe
+    monkeypatch.setattr(reproduce, "recipe", lambda p: real(str(preset) if p.endswith("anil-20w5s") else p))
+    assert reproduce.recipes("anil", reproduce.ROWS["anil"]) == (
+        "presets: 5 inner steps of lr 0.1, 5 steps at test; 20w1s: meta-batch 16; 20w5s: meta-batch 8"
+    )
