@@ -301,6 +301,27 @@ def test_real_set_counts(omniglot_root, real_vinyals_train):
     assert sorted({c.split("/")[0] for c in val.classes}) == sorted(VAL_ALPHABETS)
 
 
+def test_real_character_split_shuffles_all_characters_across_alphabets(omniglot_root, real_vinyals_train):
+    chars = {}
+    for split, n in {"train": 1100, "val": 100, "trainval": 1200, "test": 423}.items():
+        ds = load_omniglot(omniglot_root, split, splits="characters")
+        assert ds.num_classes == 4 * n and len(ds) == 80 * n  # rotations on, as in the papers' code
+        chars[split] = {c.rsplit("/", 1)[0] for c in ds.classes}
+        assert len(chars[split]) == n
+    assert chars["train"] | chars["val"] == chars["trainval"] and not chars["train"] & chars["val"]
+    assert not chars["trainval"] & chars["test"] and len(chars["trainval"] | chars["test"]) == 1623
+    alphabets = {split: {c.split("/")[0] for c in names} for split, names in chars.items()}
+    assert len(alphabets["test"] & alphabets["train"]) >= 40  # unlike the Vinyals test's (mostly) unseen alphabets
+    again = load_omniglot(omniglot_root, "test", splits="characters")
+    assert {c.rsplit("/", 1)[0] for c in again.classes} == chars["test"]  # a fixed shuffle
+
+
+def test_character_split_needs_both_sets(tmp_path):
+    root = write_zips(tmp_path / "omniglot", release({"images_background": {"Alpha": 3}}))
+    with pytest.raises(FileNotFoundError, match="images_evaluation"):
+        load_omniglot(root, "train", splits="characters")
+
+
 def test_real_unpacked_subset_matches_zip(tmp_path, omniglot_root, real_vinyals_train):
     """Extract a few characters of each set into folders: same pixels as from the zips."""
     root = tmp_path / "unpacked"

@@ -21,8 +21,13 @@ Split schemes (``splits=``):
   background; test = the evaluation alphabets.
 - ``"small1"`` / ``"small2"``: a reduced background set alone as train (= trainval);
   test = the evaluation alphabets; there is no val split.
+- ``"characters"``: the split of MAML's, Reptile's and Relation Networks' code: all
+  1,623 characters shuffled (a fixed seed, so every run gets the same split) and cut
+  into train 1,100, val 100 (trainval = those 1,200) and test 423, so test characters
+  come from alphabets seen in training, unlike the Vinyals split's mostly unseen ones.
+  The papers' own shuffles depend on their file listing order; this one is fixed.
 
-Rotations (``rotations=``, default on for ``vinyals`` only) add each character
+Rotations (``rotations=``, default on for ``vinyals`` and ``characters``) add each character
 turned by 90, 180 and 270 degrees counter-clockwise as a class of its own.
 """
 
@@ -54,7 +59,9 @@ from fewshot.data.images import (
 logger = logging.getLogger(__name__)
 
 SETS = ("images_background", "images_evaluation", "images_background_small1", "images_background_small2")
-SCHEMES = ("vinyals", "alphabet", "small1", "small2")
+SCHEMES = ("vinyals", "alphabet", "small1", "small2", "characters")
+CHARACTER_SPLIT = {"train": (0, 1100), "val": (1100, 1200), "trainval": (0, 1200), "test": (1200, 1623)}
+CHARACTER_SEED = 1
 SPLITS = ("train", "val", "trainval", "test")
 ROTATIONS = (0, 90, 180, 270)
 VAL_ALPHABETS = ("Armenian", "Bengali", "Early_Aramaic", "Hebrew", "Mkhedruli_(Georgian)")
@@ -84,7 +91,7 @@ def load_omniglot(
 ) -> FewShotDataset:
     """Omniglot ``split`` of the ``splits`` scheme as uint8 [n, 1, S, S] images (see module doc).
 
-    ``rotations=None`` means on for ``vinyals`` and off for the other schemes.
+    ``rotations=None`` means on for ``vinyals`` and ``characters``, off for the other schemes.
     The dataset carries a ``preprocessing`` dict (image_size, channels, inverted, ...).
     """
     if splits not in SCHEMES:
@@ -92,13 +99,15 @@ def load_omniglot(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     check_options(image_size, channels=1)
-    rotations = (splits == "vinyals") if rotations is None else bool(rotations)
+    rotations = (splits in ("vinyals", "characters")) if rotations is None else bool(rotations)
     root = _check_root(root)
     sources = find_sources(root)
     images, character, characters, sets = decode_sources(sources, image_size)
 
     if splits == "vinyals":
         classes = _vinyals_classes(root, split, rotations, set(characters), sources)
+    elif splits == "characters":
+        classes = _character_classes(root, split, rotations, characters, sets)
     else:
         classes = _scheme_classes(root, splits, split, rotations, characters, sets)
     position = {c: i for i, c in enumerate(characters)}
@@ -322,6 +331,24 @@ def _vinyals_classes(
     if not classes:
         raise ValueError(f"{path}: the split file lists no classes")
     return classes
+
+
+def _character_classes(
+    root: Path, split: str, rotations: bool, characters: list[str], sets: dict[str, list[int]]
+) -> list[tuple[str, int]]:
+    """Classes of the ``characters`` scheme: a fixed shuffle of all 1,623 characters, cut by ``CHARACTER_SPLIT``."""
+    missing = [name for name in ("images_background", "images_evaluation") if name not in sets]
+    if missing:
+        raise FileNotFoundError(
+            f"{root}: the 'characters' split shuffles all characters; it needs {', '.join(missing)}"
+        )
+    names = sorted({characters[i] for name in ("images_background", "images_evaluation") for i in sets[name]})
+    end = CHARACTER_SPLIT["test"][1]
+    if len(names) != end:
+        raise ValueError(f"{root}: the 'characters' split expects {end} characters, found {len(names)}")
+    order = torch.randperm(len(names), generator=torch.Generator().manual_seed(CHARACTER_SEED)).tolist()
+    start, stop = CHARACTER_SPLIT[split]
+    return [(names[i], r) for i in order[start:stop] for r in (ROTATIONS if rotations else (0,))]
 
 
 def _scheme_classes(
