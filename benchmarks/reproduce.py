@@ -332,8 +332,11 @@ def table(folder: str) -> str:
                 f"{pub if pub is not None else '-'} | {diff} | {budget} | {wall} | {r['machine']} | "
                 f"`{shown_command(r)}` |"
             )
-    notes = [f"- {row.title}: {'; '.join(filter(None, (row.note, recipes(name, row))))}." for name, row in ROWS.items()]
-    notes = [n for n in notes if not n.endswith(": .")]
+    notes = []
+    for name, row in ROWS.items():
+        text = "; ".join(filter(None, (row.note, recipes(name, row))))
+        if text:
+            notes.append(f"- {row.title}: {text}.")
     notes.append(
         "- Network: ProtoNet, MatchingNet and RelationNet use the maxpool Conv4 of their papers; the gradient-based "
         "rows use the stride-2 Conv4 of MAML's and Reptile's Omniglot experiments (preset `omniglot-strided`). "
