@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot.algorithms.metric import Conv4Maps, FullContextEmbedding, MatchingNet, ProtoNet, RelationNet
+from fewshot.algorithms.metric import (
+    Conv4Maps,
+    FullContextEmbedding,
+    MatchingNet,
+    ProtoNet,
+    RelationModule,
+    RelationNet,
+)
 from fewshot.data import Episode
 from fewshot.nn import MLP, Conv4
 
@@ -287,6 +294,30 @@ def relation_model(aggregate="sum", size=16):
     return RelationNet(Conv4Maps(hidden=8, image_size=size), aggregate=aggregate)
 
 
+def score_pairs(relation, pairs):
+    """The paper's layout: every concatenated pair [P, 2C, h, w] through all of the module's layers -> [P]."""
+    return torch.sigmoid(relation.fc(relation.convs(pairs))).squeeze(-1)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["batch-stats", "running-stats"])
+def test_relation_module_split_conv_matches_concatenated_pairs(train):
+    torch.manual_seed(0)
+    module = RelationModule((6, 5, 5), hidden=8).train(train)
+    classes = torch.randn(2, 3, 6, 5, 5, requires_grad=True)  # B=2, N=3
+    queries = torch.randn(2, 4, 6, 5, 5, requires_grad=True)  # Q=4
+    scores = module(classes, queries)  # [B, Q, N]
+    left = classes[:, None].expand(-1, 4, -1, -1, -1, -1)
+    right = queries[:, :, None].expand(-1, -1, 3, -1, -1, -1)
+    reference = score_pairs(module, torch.cat([left, right], 3).flatten(0, 2)).view(2, 4, 3)
+    assert scores.shape == (2, 4, 3)
+    torch.testing.assert_close(scores, reference, rtol=1e-5, atol=1e-6)
+    weights = torch.rand(2, 4, 3)  # a loss that weighs every pair differently
+    grads = torch.autograd.grad((scores * weights).sum(), [classes, queries, *module.parameters()])
+    expected = torch.autograd.grad((reference * weights).sum(), [classes, queries, *module.parameters()])
+    for g, e in zip(grads, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+
+
 def relation_reference(model, ep, aggregate):
     """Per task: class map = sum (or mean) of its support maps; score = relation(cat(class, query))."""
     out = []
@@ -296,7 +327,8 @@ def relation_reference(model, ep, aggregate):
         for n in range(int(sy.max()) + 1):
             members = torch.stack([zs[i] for i in range(len(sy)) if sy[i] == n])
             maps.append(members.sum(0) if aggregate == "sum" else members.mean(0))
-        out.append(torch.stack([torch.stack([model.relation(torch.cat([m, q])[None])[0] for m in maps]) for q in zq]))
+        score = lambda m, q: score_pairs(model.relation, torch.cat([m, q])[None])[0]  # noqa: E731
+        out.append(torch.stack([torch.stack([score(m, q) for m in maps]) for q in zq]))
     return torch.stack(out)
 
 
@@ -361,7 +393,7 @@ def test_relation_transductive_adapt_uses_batch_statistics():
     zs, zq = ref.encoder(sx), ref.encoder(qx)
     maps = torch.stack([zs[sy == n].sum(0) for n in range(3)])  # [N, C, h, w]
     pairs = torch.cat([maps[None].expand(len(zq), -1, -1, -1, -1), zq[:, None].expand(-1, 3, -1, -1, -1)], 2)
-    expected = ref.relation(pairs.flatten(0, 1)).view(len(zq), 3)
+    expected = score_pairs(ref.relation, pairs.flatten(0, 1)).view(len(zq), 3)
     torch.testing.assert_close(scores, expected, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(scores, inductive, atol=1e-3)
     model.train()  # in train mode too, adapt leaves every buffer (num_batches_tracked included) as it was
@@ -377,7 +409,8 @@ def test_relation_encoders_and_shapes():
         enc = Conv4Maps(in_channels=3, hidden=8, image_size=size)
         assert enc.out_shape == (8, side, side)
         assert enc(torch.zeros(2, 3, size, size)).shape == (2, 8, side, side)
-        assert RelationNet(enc).relation(torch.zeros(4, 16, side, side)).shape == (4,)
+        classes, queries = torch.zeros(2, 3, 8, side, side), torch.zeros(2, 5, 8, side, side)
+        assert RelationNet(enc).relation(classes, queries).shape == (2, 5, 3)
     with pytest.raises(ValueError, match="feature maps"):
         RelationNet(Conv4(hidden=8))  # a flattening encoder has no map shape
     custom = RelationNet(nn.Conv2d(1, 4, 3, padding=1), feature_shape=(4, 5, 5))

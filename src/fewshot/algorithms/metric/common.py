@@ -43,19 +43,19 @@ def embed_episode(encoder: nn.Module, episode: Episode) -> tuple[Tensor, Tensor]
     return z[: b * s].view(b, s, *z.shape[1:]), z[b * s :].view(b, -1, *z.shape[1:])
 
 
-def frozen_forward(module: nn.Module, x: Tensor, batch_stats: bool = False) -> Tensor:
-    """``module(x)`` without touching its buffers.
+def frozen_forward(module: nn.Module, *inputs: Tensor, batch_stats: bool = False) -> Tensor:
+    """``module(*inputs)`` without touching its buffers.
 
-    In eval mode this is ``module(x)``. In train mode BatchNorm still normalises with
+    In eval mode this is ``module(*inputs)``. In train mode BatchNorm still normalises with
     batch statistics (the module's mode decides), but its running statistics are
     updated on throw-away copies, so ``adapt`` leaves the whole ``state_dict`` as it was.
-    ``batch_stats``: BatchNorm normalises with the statistics of ``x`` in either mode.
+    ``batch_stats``: BatchNorm normalises with the statistics of its input in either mode.
     """
     if not (module.training or batch_stats):
-        return module(x)
+        return module(*inputs)
     bn = "batch" if batch_stats else "running"
     buffers = {name: b if b is None else b.clone() for name, b in functional_buffers(module, bn).items()}
-    return torch.func.functional_call(module, buffers, (x,))
+    return torch.func.functional_call(module, buffers, inputs)
 
 
 def task_ways(support_y: Tensor) -> int:
