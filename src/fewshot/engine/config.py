@@ -70,6 +70,7 @@ class TrainConfig:
     grad_clip: float | None = None
     amp: bool = False  # mixed precision (bfloat16 autocast), GPU only
     channels_last: bool = True  # conv weights NHWC where the algorithm gains from it (metric learners on CPU)
+    keep_freed_memory: bool = True  # CPU runs: glibc keeps freed blocks for the next step (engine/memory.py)
     # validation, testing, stopping
     val_every: int = 500
     val_episodes: int = 200

@@ -32,6 +32,7 @@ from fewshot.engine import distributed as D
 from fewshot.engine.checkpoint import read_checkpoint, read_training_state, save_checkpoint
 from fewshot.engine.config import TrainConfig
 from fewshot.engine.evaluate import EvalResult, evaluate
+from fewshot.engine.memory import keep_freed_memory
 from fewshot.engine.tracking import Progress, RunLogger
 
 
@@ -104,6 +105,8 @@ class Trainer:
             self.device = torch.device("cuda", self.world.local_rank)
         if config.meta_batch % self.world.size:
             raise ValueError(f"meta_batch {config.meta_batch} does not split over {self.world.size} processes")
+        if config.keep_freed_memory and self.device.type == "cpu":
+            keep_freed_memory()
         torch.manual_seed(config.seed)
         self.algorithm = algorithm.to(self.device)
         if config.channels_last and getattr(algorithm, "channels_last", True):
