@@ -39,6 +39,8 @@ class Row:
     # cell -> the cell whose trained learner it reuses (metric methods learn any N-way task)
     shared: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    presets: str = ""  # the preset family, omniglot-{presets}-{cell} (default: the row's own name)
+    settings: tuple[str, ...] = ()  # KEY=VALUE overrides on those presets (a variant of another row)
 
 
 ROWS = {
@@ -87,6 +89,15 @@ ROWS = {
         "Raghu et al. 2020, Table 2 (20-way only)",
         note="only the head adapts, second order through the head",
     ),
+    "anil-zero": Row(
+        "ANIL, zero head",
+        {"20w1s": 96.2, "20w5s": 98.0},
+        "Raghu et al. 2020, Table 2 (20-way only)",
+        note="not the paper's recipe: the ANIL presets with every task's head starting from zeros (`zero_head`, "
+        "the zeroing trick of Kao et al. 2022)",
+        presets="anil",
+        settings=("algorithm_options.zero_head=true",),
+    ),
 }
 # why a row has no measured cells yet (shown in the table)
 NOT_RUN = {
@@ -124,7 +135,7 @@ def recipes(name: str, row: Row) -> str:
     """The row's presets in words: what all share, then what each group of cells has ("5w1s, 5w5s: ...")."""
     by_cells: dict[tuple[str, ...], list[str]] = {}
     for cell in (c for c in CELLS if c in row.published):
-        by_cells.setdefault(tuple(recipe(f"omniglot-{name}-{cell}")), []).append(cell)
+        by_cells.setdefault(tuple(recipe(f"omniglot-{row.presets or name}-{cell}")), []).append(cell)
     if not any(by_cells):
         return ""
     shared = [w for w in next(iter(by_cells)) if all(w in words for words in by_cells)]
@@ -147,8 +158,9 @@ def cell_shape(cell: str) -> tuple[int, int]:
     return int(ways), int(shots)
 
 
-def train(preset: str, out: Path, args):
-    """A trained Learner for ``preset`` in ``out`` (reused when a finished run with the same settings is there)."""
+def train(preset: str, out: Path, args, overrides: tuple[str, ...] = ()):
+    """A trained Learner for ``preset`` with ``overrides`` then ``args.set`` in ``out`` (reused when a
+    finished run with the same settings is there)."""
     from fewshot import Learner
     from fewshot.engine.checkpoint import read_checkpoint
     from fewshot.engine.config import load_config, parse_overrides
@@ -157,7 +169,7 @@ def train(preset: str, out: Path, args):
     settings["test_episodes"] = 0  # no test inside training: run_row evaluates each cell on fixed episodes
     if args.steps:
         settings["steps"] = args.steps
-    settings |= parse_overrides(args.set)
+    settings |= parse_overrides([*overrides, *args.set])
     full_steps = load_config(preset).steps
     learner = Learner(config=preset, **settings)
     saved = out / "config.json"
@@ -211,7 +223,7 @@ def run_row(name: str, args) -> None:
         source = trained_as(row, cell, args.own)
         if source not in trained:
             out = Path(args.runs) / f"{name}-{source}"
-            trained[source] = train(f"omniglot-{name}-{source}", out, args)
+            trained[source] = train(f"omniglot-{row.presets or name}-{source}", out, args, row.settings)
         learner, budget, wall = trained[source]
         ways, shots = cell_shape(cell)
         res = learner.evaluate(ways=ways, shots=shots, queries=15, episodes=args.episodes, seed=0)

@@ -127,3 +127,37 @@ def test_row_notes_read_the_inner_loop_off_the_presets(reproduce, tmp_path, monk
     assert reproduce.recipes("anil", reproduce.ROWS["anil"]) == (
         "presets: 5 inner steps of lr 0.1, 5 steps at test; 20w1s: meta-batch 16; 20w5s: meta-batch 8"
     )
+
+
+def test_a_variant_row_trains_another_rows_presets_with_its_settings(reproduce, tmp_path, monkeypatch):
+    from fewshot.engine.config import load_config
+
+    calls, real_train = [], reproduce.train
+
+    class Learner:
+        def evaluate(self, **kwargs):
+            return reproduce.argparse.Namespace(mean=0.97, ci95=0.001, episodes=kwargs["episodes"])
+
+    def train(preset, out, args, overrides=()):
+        calls.append((preset, out.name, overrides))
+        return Learner(), {"steps": 5, "preset_steps": 60000}, 1.0
+
+    monkeypatch.setattr(reproduce, "train", train)
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", "anil-zero", "--cells", "20w5s"])
+    Namespace = reproduce.argparse.Namespace
+    args = Namespace(cells=["20w5s"], own=False, runs=str(tmp_path / "runs"), results=str(tmp_path), episodes=10)
+    reproduce.run_row("anil-zero", args)
+    assert calls == [("omniglot-anil-20w5s", "anil-zero-20w5s", ("algorithm_options.zero_head=true",))]
+    saved = json.loads((tmp_path / "anil-zero-20w5s.json").read_text())
+    assert saved["row"] == "anil-zero" and saved["published"] == 98.0 and saved["accuracy"] == pytest.approx(97.0)
+    assert "| ANIL, zero head | 20w5s | 97.00 +- 0.10 | 98.0 |" in reproduce.table(str(tmp_path))
+    assert reproduce.recipes("anil-zero", reproduce.ROWS["anil-zero"]) == reproduce.recipes(
+        "anil", reproduce.ROWS["anil"]
+    )
+    # the real train applies the overrides: a run folder of the plain preset is refused, not resumed
+    out = tmp_path / "anil-zero-20w5s"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(load_config("omniglot-anil-20w5s").to_dict()))
+    plain = Namespace(data_root="unused", device="cpu", steps=None, set=[])
+    with pytest.raises(SystemExit, match="other settings \\(algorithm_options\\)"):
+        real_train("omniglot-anil-20w5s", out, plain, reproduce.ROWS["anil-zero"].settings)
