@@ -69,6 +69,26 @@ def test_evaluate_json_is_reproducible(trained, capsys):
     assert again.pop("checkpoint") != first.pop("checkpoint") and again == first
 
 
+def test_evaluate_with_test_time_options(trained, capsys):
+    _, _, out = trained
+    capsys.readouterr()
+    base = ["evaluate", str(out), "--episodes", "30", "--json"]
+    cosine = [*base, "--set", "algorithm_options.distance=cosine", "--set", "algorithm_options.learn_scale=false"]
+    assert main(cosine) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["options"] == {"distance": "cosine", "learn_scale": False}
+    assert main(base) == 0
+    stored = json.loads(capsys.readouterr().out)
+    assert "options" not in stored and stored["accuracy"] != result["accuracy"]
+    for changes, error in [
+        (["algorithm_options.distance=cosine"], "scale"),  # a learned scale the checkpoint does not hold
+        (["steps=5"], "algorithm_options.KEY=VALUE only"),
+        (["algorithm_options.nonsense=1"], "nonsense"),
+    ]:
+        assert main([*base, *(a for c in changes for a in ("--set", c))]) == 2
+        assert error in capsys.readouterr().err
+
+
 def test_predict(trained, capsys, tmp_path):
     _, data, out = trained
     support = tmp_path / "support"

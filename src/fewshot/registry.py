@@ -112,8 +112,12 @@ def learner_spec(config, dataset) -> dict:
     }
 
 
-def load_learner(path) -> tuple[Algorithm, dict]:
-    """The algorithm stored in a checkpoint folder (or a run folder holding ``checkpoint/``)."""
+def load_learner(path, options: dict | None = None) -> tuple[Algorithm, dict]:
+    """The algorithm stored in a checkpoint folder (or a run folder holding ``checkpoint/``).
+
+    ``options`` replace algorithm options of the stored spec before the weights load (test-time
+    settings such as ``adapt_steps`` or RelationNet's ``bn``); the metadata keeps the stored ones.
+    """
     path = Path(path)
     if (path / "checkpoint").is_dir() and not (path / "checkpoint.json").exists():
         path = path / "checkpoint"
@@ -121,6 +125,8 @@ def load_learner(path) -> tuple[Algorithm, dict]:
     spec = meta.get("learner")
     if not isinstance(spec, dict) or spec.get("algorithm") != meta["algorithm"]:
         raise CheckpointError(f"{path}: metadata lacks a learner spec matching algorithm {meta['algorithm']!r}")
+    if options:
+        spec = {**spec, "algorithm_options": {**spec.get("algorithm_options", {}), **options}}
     algorithm = build_algorithm(spec)
     load_state(algorithm, state, path)
     algorithm.eval()

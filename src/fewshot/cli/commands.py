@@ -68,11 +68,21 @@ def _eval_dataset(args, meta: dict):
 
 
 def evaluate(args) -> int:
+    from fewshot.engine.config import parse_overrides
     from fewshot.engine.evaluate import evaluate as run_protocol
     from fewshot.engine.evaluate import evaluate_episodes
     from fewshot.registry import load_learner
 
-    algorithm, meta = load_learner(args.checkpoint)
+    overrides = parse_overrides(args.set)
+    if set(overrides) - {"algorithm_options"}:
+        raise ValueError(f"evaluate --set takes algorithm_options.KEY=VALUE only, got {', '.join(args.set)}")
+    options = overrides.get("algorithm_options", {})
+    try:
+        algorithm, meta = load_learner(args.checkpoint, options)
+    except TypeError as e:  # an option the algorithm does not take
+        if not options:
+            raise
+        raise ValueError(f"--set {', '.join(args.set)}: {e}") from e
     algorithm.to(args.device)
     name, data = _eval_dataset(args, meta)
     config = meta.get("config", {})
@@ -105,6 +115,8 @@ def evaluate(args) -> int:
             "queries": queries,
         }
     out.update(dataset=name, seed=args.seed, checkpoint=str(args.checkpoint))
+    if options:
+        out["options"] = options
     if args.json:
         print(json.dumps(out))
     elif name == "omniglot-runs":

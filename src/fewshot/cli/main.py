@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=600)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu")
+    ev.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="algorithm_options.KEY=VALUE",
+        help="a test-time algorithm option, e.g. algorithm_options.adapt_steps=10 (repeatable)",
+    )
     ev.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ev.set_defaults(run=commands.evaluate)
 
