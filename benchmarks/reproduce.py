@@ -200,7 +200,7 @@ TEST_TIME_OPTIONS = {"adapt_steps", "adapt_batch"}  # algorithm options that onl
 def _changed(a: dict, b: dict) -> set[str]:
     """The settings in which two configs train differently (where files go, how it logs and
     how it is tested do not count)."""
-    ignore = {"out", "quiet", "device", "data_root", "tensorboard", "log_every"} | TEST_TIME
+    ignore = {"out", "quiet", "device", "data_root", "tensorboard", "log_every", "keep_freed_memory"} | TEST_TIME
 
     def training(c: dict) -> dict:
         options = {k: v for k, v in c.get("algorithm_options", {}).items() if k not in TEST_TIME_OPTIONS}

@@ -53,7 +53,14 @@ def test_table_shows_measured_cells_beside_published_and_the_rest_as_not_run(rep
 
 def test_changed_ignores_where_files_go_and_how_it_is_tested_but_not_the_recipe(reproduce):
     a = {"steps": 100, "lr": 0.001, "out": "a", "quiet": True, "device": "cpu", "algorithm_options": {"inner_steps": 5}}
-    elsewhere = {"out": "b", "quiet": False, "device": "cuda", "test_episodes": 0, "test_shots": 5}
+    elsewhere = {
+        "out": "b",
+        "quiet": False,
+        "device": "cuda",
+        "test_episodes": 0,
+        "test_shots": 5,
+        "keep_freed_memory": 0,
+    }
     assert reproduce._changed(a, a | elsewhere) == set()
     assert reproduce._changed(a, a | {"algorithm_options": {"inner_steps": 5, "adapt_batch": 10}}) == set()
     assert reproduce._changed(a, a | {"steps": 200, "algorithm_options": {"inner_steps": 10}}) == {
