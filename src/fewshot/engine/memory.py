@@ -11,12 +11,13 @@ its peak memory until it exits.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 
 
+@functools.cache  # once per process: every Trainer asks
 def keep_freed_memory() -> bool:
     """Tell glibc's malloc to serve large blocks from the heap and never return it to the OS.
 
@@ -26,8 +27,7 @@ def keep_freed_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the loaded libc's, no library search
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
