@@ -168,3 +168,12 @@ def test_a_variant_row_trains_another_rows_presets_with_its_settings(reproduce, 
     plain = Namespace(data_root="unused", device="cpu", steps=None, set=[])
     with pytest.raises(SystemExit, match="other settings \\(algorithm_options\\)"):
         real_train("omniglot-anil-20w5s", out, plain, reproduce.ROWS["anil-zero"].settings)
+
+
+def test_every_row_cell_names_a_preset_tested_on_that_cell(reproduce):
+    from fewshot.engine.config import load_config
+
+    for name, row in reproduce.ROWS.items():
+        for cell in row.published:
+            config = load_config(f"omniglot-{row.presets or name}-{cell}")
+            assert (config.test_ways, config.test_shots) == reproduce.cell_shape(cell), (name, cell)
