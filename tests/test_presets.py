@@ -36,6 +36,8 @@ def test_every_preset_builds_its_learner(name):
     assert build_algorithm(spec) is not None
     if cfg.dataset == "omniglot":
         assert cfg.dataset_options == {"splits": "vinyals", "image_size": 28} and cfg.test_episodes >= 600
+        # the papers train on all 1,200 training characters of the Vinyals split, keeping no validation classes
+        assert (cfg.train_split, cfg.val_split, cfg.test_split) == ("trainval", "none", "test")
 
 
 @pytest.mark.parametrize("name", PUBLISHED)

@@ -177,3 +177,65 @@ def test_every_row_cell_names_a_preset_tested_on_that_cell(reproduce):
         for cell in row.published:
             config = load_config(f"omniglot-{row.presets or name}-{cell}")
             assert (config.test_ways, config.test_shots) == reproduce.cell_shape(cell), (name, cell)
+
+
+def test_a_row_with_the_papers_test_options_records_both_tests(reproduce, tmp_path, monkeypatch):
+    import torch
+
+    from fewshot.data import FewShotDataset
+    from fewshot.engine.checkpoint import save_checkpoint
+    from fewshot.registry import build_algorithm
+
+    # a real (untrained) RelationNet checkpoint: its BatchNorm running statistics differ from any batch's
+    spec = {
+        "algorithm": "relation",
+        "algorithm_options": {},
+        "backbone": "conv4",
+        "backbone_options": {},
+        "input_shape": [1, 28, 28],
+        "ways": 5,
+        "task": "classification",
+        "target_dim": None,
+        "num_train_classes": 10,
+    }
+    torch.manual_seed(0)
+    algorithm = build_algorithm(spec)
+    for m in algorithm.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.fill_(3.0)
+    run = tmp_path / "runs" / "relation-5w1s"
+    save_checkpoint(run / "checkpoint", algorithm.state_dict(), {"algorithm": "relation", "learner": spec})
+    images = torch.rand(10 * 20, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    data = FewShotDataset(
+        images + torch.arange(10).repeat_interleave(20)[:, None, None, None] / 10,
+        torch.arange(10).repeat_interleave(20),
+    )
+
+    class Learner:
+        config = reproduce.argparse.Namespace(test_split="test")
+
+        def dataset(self, split):
+            return data
+
+        def evaluate(self, **kwargs):  # the preset's own test: the running statistics
+            return reproduce.test_with_options(run, {}, self, kwargs["ways"], kwargs["shots"], kwargs["episodes"])
+
+    monkeypatch.setattr(reproduce, "train", lambda *a: (Learner(), {"steps": 5, "preset_steps": 40000}, 1.0))
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", "relation", "--cells", "5w1s"])
+    args = reproduce.argparse.Namespace(
+        cells=["5w1s"], own=False, runs=str(tmp_path / "runs"), results=str(tmp_path / "results"), episodes=20
+    )
+    reproduce.run_row("relation", args)
+    saved = json.loads((tmp_path / "results" / "relation-5w1s.json").read_text())
+    batch = reproduce.test_with_options(run, {"bn": "batch"}, Learner(), 5, 1, 20)
+    running = reproduce.test_with_options(run, {}, Learner(), 5, 1, 20)
+    assert batch.mean != running.mean  # the option reaches the test
+    assert saved["test_options"] == {"bn": "batch"} and saved["accuracy"] == pytest.approx(100 * batch.mean)
+    assert saved["preset_test"]["accuracy"] == pytest.approx(100 * running.mean)
+    text = reproduce.table(str(tmp_path / "results"))
+    assert f"| RelationNet | 5w1s | {100 * batch.mean:.2f} +- {100 * batch.ci95:.2f} |" in text
+    assert f"the presets' own test, without bn=batch: 5w1s {100 * running.mean:.2f}" in text
+    # a record measured before the row took the paper's test says so
+    old = {k: v for k, v in saved.items() if k not in ("test_options", "preset_test")}
+    (tmp_path / "results" / "relation-5w1s.json").write_text(json.dumps(old))
+    assert "| RelationNet | 5w1s (tested without bn=batch) |" in reproduce.table(str(tmp_path / "results"))

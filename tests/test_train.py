@@ -33,12 +33,10 @@ def config(tmp_path, **changes):
     return TrainConfig(**{**base, **changes})
 
 
-def trainer(cfg, resume=False):
+def trainer(cfg, resume=False, validate=True):
     torch.manual_seed(0)
-    data = clustered()
-    return Trainer(
-        cfg, TinyProto(), data, clustered(seed=1), clustered(seed=2), metadata={"algorithm": "tiny"}, resume=resume
-    )
+    val = clustered(seed=1) if validate else None
+    return Trainer(cfg, TinyProto(), clustered(), val, clustered(seed=2), metadata={"algorithm": "tiny"}, resume=resume)
 
 
 def params(module):
@@ -108,8 +106,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert records(tmp_path / "a") == records(tmp_path / "b")
 
 
-def test_a_run_killed_outright_resumes_from_its_last_validation(tmp_path):
-    full = trainer(config(tmp_path / "a"))
+@pytest.mark.parametrize("validate", [True, False], ids=["validated", "no validation data"])
+def test_a_run_killed_outright_resumes_from_its_last_save(tmp_path, validate):
+    full = trainer(config(tmp_path / "a"), validate=validate)
     full.fit()
 
     def crash_at_7(step, metrics):  # no clean exit: what SIGKILL or a dead machine leaves
@@ -117,9 +116,9 @@ def test_a_run_killed_outright_resumes_from_its_last_validation(tmp_path):
             raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError, match="killed"):
-        trainer(config(tmp_path / "b")).fit(callback=crash_at_7)
-    assert read_training_state(tmp_path / "b" / "run" / "last")["step"] == 4  # validated at 4, 8, 12
-    resumed = trainer(config(tmp_path / "b"), resume=True)
+        trainer(config(tmp_path / "b"), validate=validate).fit(callback=crash_at_7)
+    assert read_training_state(tmp_path / "b" / "run" / "last")["step"] == 4  # saved every 4 steps (val_every)
+    resumed = trainer(config(tmp_path / "b"), resume=True, validate=validate)
     assert resumed.step == 4 and resumed.fit().step == 12
     a, b = params(full.algorithm), params(resumed.algorithm)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -2,8 +2,8 @@
 
 Adam/SGD with a warmup + constant/cosine/step schedule, gradient clipping, bfloat16
 autocast on GPU, validation on a fixed set of episodes, best-checkpoint selection,
-early stopping, exact resume (``last/`` is saved at every validation, so a killed run
-loses at most ``val_every`` steps), Ctrl-C or SIGTERM saves and exits cleanly, metrics to
+early stopping, exact resume (``last/`` is saved every ``val_every`` steps, validated or not,
+so a killed run loses at most ``val_every`` steps), Ctrl-C or SIGTERM saves and exits cleanly, metrics to
 ``metrics.jsonl`` (and TensorBoard), and a meta-batch split over ``torchrun`` processes.
 
 Run folder::
@@ -199,11 +199,11 @@ class Trainer:
                 if self.step % c.log_every == 0 or last:  # the mean since the last record
                     self.logger.log(self.step, "train", {k: sum(m[k] for m in window) / len(window) for k in metrics})
                     window.clear()
-                if self.val_data is not None and (self.step % c.val_every == 0 or last):
-                    if self._validate(progress):
+                if self.step % c.val_every == 0 or last:
+                    if self.val_data is not None and self._validate(progress):
                         progress.note(f"early stop at step {self.step}: no improvement in {c.patience} validations")
                         break
-                    if not last:  # a run killed outright resumes from here
+                    if not last:  # a run killed outright resumes from here, validated or not
                         self.train_seconds = time.monotonic() - started
                         self._save_last()
                 if out_of_time:
