@@ -450,6 +450,11 @@ def main() -> None:
     ap.add_argument("--results", default=str(ROOT / "results"), help="where the per-cell JSON records go")
     ap.add_argument("--table", action="store_true", help="write docs/results.md from the records")
     args = ap.parse_args()
+    known = SINUSOID if args.row == "sinusoid" else CELLS if args.row else ()
+    if unknown := [c for c in args.cells or () if c not in known]:
+        ap.error(f"{args.row} has no cell {', '.join(unknown)}; its cells: {', '.join(known)}")
+    if args.row in ROWS and not Path(args.data_root).is_dir():
+        ap.error(f"Omniglot folder not found: {args.data_root} (pass --data-root or set FEWSHOT_OMNIGLOT)")
     if args.row == "sinusoid":
         run_sinusoid(args)
     elif args.row:

@@ -239,3 +239,24 @@ def test_a_row_with_the_papers_test_options_records_both_tests(reproduce, tmp_pa
     old = {k: v for k, v in saved.items() if k not in ("test_options", "preset_test")}
     (tmp_path / "results" / "relation-5w1s.json").write_text(json.dumps(old))
     assert "| RelationNet | 5w1s (tested without bn=batch) |" in reproduce.table(str(tmp_path / "results"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["protonet", "--cells", "3w1s"], "protonet has no cell 3w1s"),
+        (["sinusoid", "--cells", "5w1s"], "sinusoid has no cell 5w1s"),
+        (["protonet", "--cells", "5w1s", "--data-root", "/nonexistent/omniglot"], "Omniglot folder not found"),
+    ],
+)
+def test_bad_arguments_stop_with_one_usage_error_before_training(
+    reproduce, tmp_path, monkeypatch, capsys, argv, message
+):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", *argv, "--runs", str(runs), "--results", str(results)])
+    monkeypatch.setattr(reproduce, "train", lambda *a, **k: pytest.fail("trained despite bad arguments"))
+    with pytest.raises(SystemExit) as stop:
+        reproduce.main()
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not runs.exists() and not results.exists()
