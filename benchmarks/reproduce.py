@@ -113,10 +113,9 @@ def zero_head_variant(name: str) -> Row:
 
 ROWS |= {f"{name}-zero": zero_head_variant(name) for name in ("anil", "fomaml")}
 # why a row has no measured cells yet (shown in the table)
-NOT_RUN = {
-    "maml": "second order wants a GPU; the 20-way 5-shot jobs did not finish inside the lent GPU time",
-    "metasgd": "second order wants a GPU; the 20-way 5-shot jobs did not finish inside the lent GPU time",
-}
+NOT_RUN = dict.fromkeys(
+    ("maml", "metasgd"), "second order wants a GPU; the 20-way 5-shot jobs did not finish inside the lent GPU time"
+)
 NOT_REACHED = "not reached in the CPU time so far"
 SINUSOID = {"k5": "sinusoid-maml-k5", "k10": "sinusoid-maml-k10"}
 
