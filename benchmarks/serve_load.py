@@ -4,7 +4,9 @@
     python benchmarks/serve_load.py --url http://127.0.0.1:8000 --requests 200 --concurrency 4
 
 Each request is a 5-way 1-shot task with 5 queries (drawn shapes, made here),
-sent as base64 JSON. Prints what it measured; fails if any request fails.
+sent as base64 JSON, with ``--api-key`` (default: $FEWSHOT_API_KEY) when the server
+needs one. Prints what it measured; a refused or failed request is one line on
+stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import os
 import statistics
 import sys
 import time
@@ -23,6 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from images import SHAPES, draw  # noqa: E402
+
+
+class Failed(Exception):
+    """A request the server refused or never answered: the run stops with its one line."""
 
 
 def task(ways: int, queries: int, seed: int) -> dict:
@@ -47,23 +54,35 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--ways", type=int, default=5)
     ap.add_argument("--queries", type=int, default=5)
-    ap.add_argument("--api-key", default=None)
+    ap.add_argument("--api-key", default=os.environ.get("FEWSHOT_API_KEY"), help="default: $FEWSHOT_API_KEY")
     args = ap.parse_args()
     headers = {"X-API-Key": args.api_key} if args.api_key else {}
     bodies = [task(args.ways, args.queries, i) for i in range(min(args.requests, 32))]
     with httpx.Client(timeout=60, headers=headers) as client:
-        client.post(f"{args.url}/predict", json=bodies[0]).raise_for_status()  # warm-up
 
         def one(i: int) -> float:
             start = time.perf_counter()
-            r = client.post(f"{args.url}/predict", json=bodies[i % len(bodies)])
-            r.raise_for_status()
+            try:
+                r = client.post(f"{args.url}/predict", json=bodies[i % len(bodies)])
+            except httpx.HTTPError as e:
+                raise Failed(f"{args.url}: {e}") from None
+            if r.status_code == 401:
+                need = "a different key" if args.api_key else "a key: pass --api-key or set $FEWSHOT_API_KEY"
+                raise Failed(f"the server at {args.url} needs {need}")
+            if r.status_code != 200:
+                raise Failed(f"{args.url}/predict answered {r.status_code}: {r.text[:200]}")
             return time.perf_counter() - start
 
-        start = time.perf_counter()
-        with ThreadPoolExecutor(args.concurrency) as pool:
+        pool = ThreadPoolExecutor(args.concurrency)
+        try:
+            one(0)  # warm-up, and the check of the URL and key
+            start = time.perf_counter()
             latencies = sorted(pool.map(one, range(args.requests)))
-        wall = time.perf_counter() - start
+            wall = time.perf_counter() - start
+        except Failed as e:
+            ap.exit(2, f"serve_load.py: error: {e}\n")
+        finally:
+            pool.shutdown(cancel_futures=True)
     pct = lambda q: 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
     print(f"{args.requests} requests ({args.ways}-way 1-shot, {args.queries} queries), concurrency {args.concurrency}")
     print(

@@ -86,5 +86,5 @@ def test_bad_options_are_rejected():
         load_glyphs(split="everything")
     with pytest.raises(ValueError, match="image_size"):
         load_glyphs(image_size=2)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown dataset 'glyphs' option.s. colour; valid: image_size, instances"):
         get_dataset("glyphs", split="train", colour=True)

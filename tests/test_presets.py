@@ -1,7 +1,7 @@
 import pytest
 
 from fewshot.engine.config import list_presets, load_config, parse_overrides, read_settings
-from fewshot.registry import build_algorithm, check_names
+from fewshot.engine.spec import build_algorithm, check_names
 
 PUBLISHED = [
     f"omniglot-{a}-{r}"

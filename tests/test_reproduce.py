@@ -184,7 +184,7 @@ def test_a_row_with_the_papers_test_options_records_both_tests(reproduce, tmp_pa
 
     from fewshot.data import FewShotDataset
     from fewshot.engine.checkpoint import save_checkpoint
-    from fewshot.registry import build_algorithm
+    from fewshot.engine.spec import build_algorithm
 
     # a real (untrained) RelationNet checkpoint: its BatchNorm running statistics differ from any batch's
     spec = {

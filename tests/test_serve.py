@@ -2,11 +2,16 @@
 
 import base64
 import io
+import json
+import os
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -28,6 +33,13 @@ def png(shape: str, seed: int) -> bytes:
     buf = io.BytesIO()
     draw(shape, np.random.default_rng(seed)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width x height``: Pillow reads the size, nothing big is made."""
+    data = png("circle", 0)
+    ihdr = struct.pack(">II", width, height) + data[24:29]
+    return data[:16] + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + data[33:]
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +187,145 @@ def test_too_many_images_and_huge_image(server):
     Image.new("L", (5000, 5000), 255).save(buf, format="PNG")
     big = {**task_json(), "query": [base64.b64encode(buf.getvalue()).decode()]}
     r = post(url, json=big)
-    assert r.status_code == 413 and "5000x5000 pixels" in r.json()["detail"]
+    assert r.status_code == 413 and r.json()["detail"] == "query[0]: 5000x5000 pixels, over the limit of 16777216"
+
+
+def test_pixel_limit_is_413_even_past_pillows_own_guard(server):
+    url, _ = server
+    task = task_json()
+    files = [("support", (f"s{i}.png", base64.b64decode(s["image"]))) for i, s in enumerate(task["support"])]
+    files.append(("query", ("huge.png", png_claiming(20000, 20000))))
+    r = post(url, files=files, data={"label": [s["label"] for s in task["support"]]})
+    assert r.status_code == 413, r.text
+    assert r.json()["detail"].startswith("query[0] (huge.png): more than ")
+    assert r.json()["detail"].endswith("pixels, over the limit of 16777216")
+
+
+def test_multipart_file_and_field_counts_are_413_naming_the_limit(server):
+    url, _ = server
+    tiny = png("dot", 0)
+    r = post(url, files=[("query", (f"q{i}.png", tiny)) for i in range(501)])
+    assert r.status_code == 413 and r.json()["detail"].startswith("more than 500 files"), r.text
+    r = post(url, files=[("query", ("q.png", tiny))], data={"label": ["a"] * 251})
+    assert r.status_code == 413 and r.json()["detail"].startswith("more than 250 label fields"), r.text
+
+
+@pytest.mark.parametrize("label", [None, ["cat"], {"name": "cat"}, True, 1, ""])
+def test_labels_must_be_non_empty_strings(server, label):
+    url, _ = server
+    task = task_json()
+    task["support"][1]["label"] = label
+    r = post(url, json=task)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == f"support[1]: the label must be a non-empty string, got {json.dumps(label)}"
+
+
+def test_multipart_label_sent_as_a_file_or_empty_is_422(server):
+    url, _ = server
+    files = [("support", ("a.png", png("circle", 0))), ("support", ("b.png", png("cross", 1)))]
+    files += [("query", ("q.png", png("circle", 2))), ("label", ("l.txt", b"cross"))]
+    r = post(url, files=files, data={"label": ["circle"]})
+    assert r.status_code == 422 and r.json()["detail"] == "label[1]: expected a non-empty text field", r.text
+    r = post(url, files=files[:3], data={"label": ["circle", ""]})
+    assert r.status_code == 422 and r.json()["detail"] == "label[1]: expected a non-empty text field", r.text
+
+
+@pytest.mark.parametrize("keep", [0.5, -8])
+def test_truncated_multipart_body_is_400(server, keep):
+    url, _ = server
+    files = [("support", (f"{s}.png", png(s, i))) for i, s in enumerate(("circle", "cross"))]
+    files.append(("query", ("q.png", png("circle", 5))))
+    request = httpx.Request("POST", f"{url}/predict", files=files, data={"label": ["circle", "cross"]})
+    body = request.read()
+    cut = body[: int(len(body) * keep)] if isinstance(keep, float) else body[:keep]
+    headers = {"X-API-Key": API_KEY, "Content-Type": request.headers["Content-Type"]}
+    assert post(url, content=body, headers=headers).status_code == 200
+    r = post(url, content=cut, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"] == "malformed multipart body: it ends before its closing boundary (truncated?)"
+
+
+def test_wrapped_base64_and_data_uris_are_accepted(server):
+    url, _ = server
+    plain = task_json()
+    wrapped, uri = task_json(), task_json()
+    for i, s in enumerate(plain["support"]):
+        raw = base64.b64decode(s["image"])
+        wrapped["support"][i]["image"] = base64.encodebytes(raw).decode()  # 76 columns, as `base64` writes
+        uri["support"][i]["image"] = "data:image/png;base64," + s["image"]
+    assert "\n" in wrapped["support"][0]["image"].rstrip("\n")
+    answers = [post(url, json=t) for t in (plain, wrapped, uri)]
+    assert [a.status_code for a in answers] == [200, 200, 200], answers[1].text + answers[2].text
+    assert answers[0].json() == answers[1].json() == answers[2].json()
+    r = post(url, json={**plain, "query": ["data:image/png,rawbytes"]})
+    assert r.status_code == 422 and r.json()["detail"] == "query[0]: a data URI must read data:<type>;base64,<data>"
+
+
+def test_no_cdn_docs_pages_but_the_openapi_schema(server):
+    url, _ = server
+    assert httpx.get(f"{url}/docs").status_code == 404
+    assert httpx.get(f"{url}/redoc").status_code == 404
+    assert "/predict" in httpx.get(f"{url}/openapi.json").json()["paths"]
+
+
+def test_image_errors_name_the_field_and_never_an_object_repr(server):
+    url, _ = server
+    task = task_json()
+    files = [("support", (f"s{i}.png", base64.b64decode(s["image"]))) for i, s in enumerate(task["support"])]
+    files.append(("query", ("notes.png", b"not an image")))
+    r = post(url, files=files, data={"label": [s["label"] for s in task["support"]]})
+    assert r.status_code == 422
+    assert r.json()["detail"] == "query[0] (notes.png): not a readable image (not a format Pillow recognises)"
+    task["support"][2]["image"] = base64.b64encode(png("hline", 0)[:60]).decode()
+    r = post(url, json=task)
+    assert r.status_code == 422 and r.json()["detail"].startswith("support[2]: not a readable image (")
+    assert "object at 0x" not in r.json()["detail"]
+
+
+def tree_with(root: Path, odd: str, data: bytes) -> tuple[Path, Path]:
+    """A support folder (two classes, ``odd`` among the first class's images) and a query folder."""
+    for i, shape in enumerate(("circle", "cross")):
+        (root / "support" / shape).mkdir(parents=True)
+        (root / "support" / shape / "0.png").write_bytes(png(shape, i))
+    (root / "support" / "circle" / odd).write_bytes(data)
+    (root / "query").mkdir()
+    (root / "query" / "q.png").write_bytes(png("cross", 7))
+    return root / "support", root / "query"
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (png_claiming(10000, 10000), "10000x10000 pixels, over the limit of 16777216"),
+        (b"not an image", "not a readable image (not a format Pillow recognises)"),
+    ],
+)
+def test_predict_refuses_a_huge_or_unreadable_support_image_in_one_line(
+    checkpoint, tmp_path, capsys, recwarn, data, problem
+):
+    support, query = tree_with(tmp_path, "odd.png", data)
+    assert main(["predict", str(checkpoint), "--support", str(support), "--query", str(query)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"fewshot predict: error: {support / 'circle' / 'odd.png'}: {problem}\n"
+    assert not [w for w in recwarn if "DecompressionBomb" in w.category.__name__]
+
+
+def load_script(url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "FEWSHOT_API_KEY"}
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
+    cmd = [sys.executable, str(script), "--url", url, "--requests", "2", "--concurrency", "1", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_serve_load_without_the_servers_key_is_one_line(server):
+    url, _ = server
+    run = load_script(url)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == (
+        f"serve_load.py: error: the server at {url} needs a key: pass --api-key or set $FEWSHOT_API_KEY\n"
+    )
+    run = load_script(url, "--api-key", API_KEY)
+    assert run.returncode == 0 and "throughput:" in run.stdout, run.stderr
 
 
 def test_bad_requests_do_not_change_later_answers_and_requests_do_not_leak(server):
@@ -202,3 +352,15 @@ def test_bad_port_is_a_usage_error(checkpoint, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", str(checkpoint), "--port", "99999"])
     assert exit_info.value.code == 2 and "is not a TCP port" in capsys.readouterr().err
+
+
+def test_decode_image_refuses_by_size_from_the_header_alone():
+    from PIL import Image
+
+    from fewshot.data.images import ImageTooLarge, decode_image
+
+    with pytest.raises(ImageTooLarge, match=r"^big\.png: 11x10 pixels, over the limit of 100$"):
+        decode_image(png_claiming(11, 10), "big.png", max_pixels=100)
+    bomb = rf"^big\.png: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, over Pillow's decompression-bomb limit$"
+    with pytest.raises(ImageTooLarge, match=bomb):  # loaders pass no limit: Pillow's guard, named the same way
+        decode_image(png_claiming(20000, 20000), "big.png")

@@ -20,8 +20,9 @@ from fewshot.data.registry import get_dataset
 from fewshot.engine.checkpoint import save_checkpoint
 from fewshot.engine.config import TrainConfig, load_config
 from fewshot.engine.evaluate import EvalResult, evaluate
+from fewshot.engine.runs import LATEST, RUNS, resume_config
+from fewshot.engine.spec import build_algorithm, check_names, learner_spec, load_learner
 from fewshot.engine.train import Trainer, TrainResult
-from fewshot.registry import build_algorithm, check_names, learner_spec, load_learner
 
 
 class Learner:
@@ -68,8 +69,20 @@ class Learner:
             self._algorithm = build_algorithm(spec)
         return self._algorithm
 
-    def fit(self, resume: bool = False, callback=None) -> TrainResult:
-        """Meta-train into ``config.out``; validation and test splits are used when the dataset has them."""
+    @classmethod
+    def resume(cls, run_dir=None, **changes) -> Learner:
+        """The learner of the run in ``run_dir`` (default ``runs/latest``) with its own configuration;
+        ``changes`` may extend it (``steps``, ``time_limit``, ``device``...), see ``engine.runs``."""
+        run_dir = Path(run_dir) if run_dir is not None else (RUNS / LATEST).resolve()
+        return cls(**resume_config(run_dir, changes).to_dict())
+
+    def fit(self, resume: bool = False, callback=None, *, overwrite: bool = False) -> TrainResult:
+        """Meta-train into ``config.out`` (``None``: a new folder under ``runs/``); validation and test
+        splits are used when the dataset has them. ``resume`` continues the run there (its settings must
+        match, see ``Learner.resume``); ``overwrite`` replaces a run there."""
+        if resume:
+            out = self.config.out or (RUNS / LATEST).resolve()
+            self.config = resume_config(out, self.config.to_dict())
         c = self.config
         algorithm = self.algorithm
         transform = None
@@ -86,7 +99,9 @@ class Learner:
             metadata=self.metadata,
             transform=transform,
             resume=resume,
+            overwrite=overwrite,
         )
+        self.config = trainer.config  # where the run went
         return trainer.fit(callback=callback)
 
     def _optional(self, split: str):

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fewshot.data.images import decode_image
-from fewshot.registry import GRADIENT, load_learner
+from fewshot.data.images import ImageTooLarge, decode_image
+from fewshot.engine.spec import GRADIENT, load_learner
+
+MAX_IMAGE_PIXELS = 4096 * 4096  # per image, for ``fewshot predict`` and (by default) the service
 
 
 class DeployError(ValueError):
@@ -50,11 +52,18 @@ class Deployment:
             raise DeployError(f"{path}: the checkpoint records no image preprocessing; cannot decode images for it")
         return cls(algorithm, meta, device)
 
-    def decode(self, data: bytes, name: str) -> Tensor:
-        """Image bytes -> float tensor [C, S, S] exactly as the learner saw its training data."""
+    def decode(self, data: bytes, name: str, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Tensor:
+        """Image bytes -> float tensor [C, S, S] exactly as the learner saw its training data.
+
+        ``name`` (a path, or a field for HTTP) starts every error; an image over ``max_pixels``
+        raises ``ImageTooLarge`` before its pixels are decoded, any other bad image ``DeployError``.
+        """
         p = self.preprocessing
+        options = {"channels": p["channels"], "size": p["image_size"], "invert": p["inverted"]}
         try:
-            array = decode_image(data, name, channels=p["channels"], size=p["image_size"], invert=p["inverted"])
+            array = decode_image(data, name, max_pixels=max_pixels, **options)
+        except ImageTooLarge:
+            raise
         except ValueError as e:
             raise DeployError(str(e)) from None
         return torch.from_numpy(np.ascontiguousarray(array)).float().div_(255)

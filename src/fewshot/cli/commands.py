@@ -6,7 +6,7 @@ import json
 import socket
 from pathlib import Path
 
-from fewshot.engine.config import list_presets, parse_overrides
+from fewshot.engine.config import list_presets, merge, parse_overrides, read_settings
 
 TRAIN_FLAGS = (
     "algorithm",
@@ -32,14 +32,31 @@ def train(args) -> int:
     overrides = {k: getattr(args, k) for k in TRAIN_FLAGS} | parse_overrides(args.set)
     if args.quiet:
         overrides["quiet"] = True
-    learner = Learner(config=args.config, **overrides)
-    result = learner.fit(resume=args.resume)
+    if args.resume:
+        if args.overwrite:
+            raise ValueError("--resume continues the run in --out and --overwrite replaces it: give one")
+        given = merge(read_settings(args.config), overrides) if args.config else overrides
+        learner = Learner.resume(given.pop("out"), **given)
+    else:
+        learner = Learner(config=args.config, **overrides)
+    result = learner.fit(resume=args.resume, overwrite=args.overwrite)
     if not result.writer:  # torchrun: rank 0 alone reports
         return 130 if result.interrupted else 0
+    if result.finished_before:
+        c = learner.config
+        print(
+            f"{result.run_dir}: finished at step {result.step} of {c.steps}; nothing to do and nothing changed "
+            f"(--steps N above {result.step}, or a longer --set time_limit=S, trains it further)"
+        )
+        return 0
     from fewshot.engine.plots import plot_run
+    from fewshot.engine.tracking import METRICS, read_metrics
 
-    curves = plot_run(result.run_dir) if (result.run_dir / "metrics.jsonl").exists() and result.step >= 1 else None
+    logged = (result.run_dir / METRICS).exists() and any(r["split"] == "train" for r in read_metrics(result.run_dir))
+    curves = plot_run(result.run_dir) if logged else None  # a Ctrl-C before the first record: nothing to plot
     print(f"run folder: {result.run_dir}" + (f" (curves: {curves.name})" if curves else ""))
+    if learner.config.steps == 0:
+        print("steps=0: nothing was trained; the initial learner was saved and tested")
     if result.interrupted:
         print(f"interrupted at step {result.step}; resume with: fewshot train --resume --out {result.run_dir}")
         return 130
@@ -71,19 +88,15 @@ def evaluate(args) -> int:
     from fewshot.engine.config import parse_overrides
     from fewshot.engine.evaluate import evaluate as run_protocol
     from fewshot.engine.evaluate import evaluate_episodes
-    from fewshot.registry import load_learner
+    from fewshot.engine.spec import load_learner
+    from fewshot.engine.train import resolve_device
 
     overrides = parse_overrides(args.set)
     if set(overrides) - {"algorithm_options"}:
         raise ValueError(f"evaluate --set takes algorithm_options.KEY=VALUE only, got {', '.join(args.set)}")
     options = overrides.get("algorithm_options", {})
-    try:
-        algorithm, meta = load_learner(args.checkpoint, options)
-    except TypeError as e:  # an option the algorithm does not take
-        if not options:
-            raise
-        raise ValueError(f"--set {', '.join(args.set)}: {e}") from e
-    algorithm.to(args.device)
+    algorithm, meta = load_learner(args.checkpoint, options)
+    algorithm.to(resolve_device(args.device))
     name, data = _eval_dataset(args, meta)
     config = meta.get("config", {})
     if name == "omniglot-runs":  # fixed one-shot runs: no sampling, no seed
@@ -194,8 +207,8 @@ def download(args) -> int:
 
 def list_names(args) -> int:
     from fewshot.data.registry import DATASETS
+    from fewshot.engine.spec import ALGORITHMS
     from fewshot.nn import BACKBONES
-    from fewshot.registry import ALGORITHMS
 
     for title, names in [
         ("algorithms", ALGORITHMS),

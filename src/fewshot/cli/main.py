@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--lr", float, "outer learning rate"),
         ("--device", str, "cpu, cuda, cuda:N or auto"),
         ("--seed", int, "random seed"),
-        ("--out", str, "run folder"),
+        ("--out", str, "run folder (default: a new runs/<time>-<algorithm>-<dataset>, linked as runs/latest)"),
         ("--test-episodes", int, "held-out episodes at the end"),
     ]:
         train.add_argument(flag, type=kind, help=text)
@@ -49,7 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="any other setting, e.g. --set algorithm_options.inner_steps=5 (repeatable)",
     )
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (default runs/latest) with its own settings; flags may only extend it "
+        "(--steps, time_limit, --device)",
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     train.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     train.set_defaults(run=commands.train)
 

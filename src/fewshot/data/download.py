@@ -51,7 +51,6 @@ def download_omniglot(root: str | os.PathLike, *, source: str | os.PathLike | No
     written under a temporary name and renamed, so none is ever half-written.
     """
     root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
     if source is not None:
         source = Path(source).expanduser()
         if not source.is_dir():
@@ -60,14 +59,22 @@ def download_omniglot(root: str | os.PathLike, *, source: str | os.PathLike | No
             if not (source / name).is_file():
                 raise FileNotFoundError(f"{source / name}: not found in the source folder")
     names = list(OMNIGLOT_MD5) + [n for n in OMNIGLOT_OPTIONAL if source is not None and (source / n).is_file()]
-    for name in names:
-        dest = root / name
-        if dest.exists():
-            logger.info("%s already present, kept", dest)
-        elif source is not None:
-            _write_atomically(dest, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
-        else:
-            _write_atomically(dest, lambda tmp, name=name: _fetch_checked(OMNIGLOT_URL + name, tmp, OMNIGLOT_MD5[name]))
+    created = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in names:
+            dest = root / name
+            if dest.exists():
+                logger.info("%s already present, kept", dest)
+            elif source is not None:
+                _write_atomically(dest, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+            else:
+                fetch_checked = lambda tmp, name=name: _fetch_checked(OMNIGLOT_URL + name, tmp, OMNIGLOT_MD5[name])  # noqa: E731
+                _write_atomically(dest, fetch_checked)
+    except BaseException:
+        if created and not any(root.iterdir()):  # leave no empty folder behind
+            root.rmdir()
+        raise
     return root
 
 

@@ -1,7 +1,8 @@
 """Image decoding shared by the image loaders: one file (or zip member) -> uint8 [C, S, S].
 
 Every failure is one ``FileNotFoundError`` or ``ValueError`` whose message starts
-with the path of the offending file (``archive.zip:member`` for zip members).
+with the path of the offending file (``archive.zip:member`` for zip members); an image
+over a pixel limit is the ``ValueError`` subclass ``ImageTooLarge``.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -22,8 +24,12 @@ IMAGE_EXTENSIONS = frozenset(
 RESAMPLE = Image.Resampling.LANCZOS
 RESAMPLE_NAME = "lanczos"
 
-# What PIL raises for unreadable, truncated or hostile image data.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+# What PIL raises for unreadable or truncated image data.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
+class ImageTooLarge(ValueError):
+    """An image with more pixels than a limit allows; the message names the file, its size and the limit."""
 
 
 def is_image_name(name: str) -> bool:
@@ -57,21 +63,36 @@ def preprocessing(image_size: int, channels: int, inverted: bool) -> dict:
 
 
 def decode_image(
-    data: bytes, name: str, *, channels: int = 1, size: int | None = None, invert: bool = False
+    data: bytes,
+    name: str,
+    *,
+    channels: int = 1,
+    size: int | None = None,
+    invert: bool = False,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Decode encoded image bytes; ``name`` is the path quoted in errors.
 
     Converts to grayscale (``channels=1``) or RGB (``3``), compositing any transparency
     onto white, resizes to ``size x size`` (aspect ratio not kept) with Lanczos
     filtering, and optionally inverts (``255 - x``).  Returns uint8 [C, size, size].
+    An image over ``max_pixels`` (else over Pillow's decompression-bomb guard) is
+    ``ImageTooLarge``, refused from its header before any pixel is decoded.
     """
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with _open(data, name, max_pixels) as img:
             img.load()
             img = _to_mode(img, channels)
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), RESAMPLE)
             array = np.array(img, dtype=np.uint8)  # [H, W] or [H, W, 3], a writable copy
+    except ImageTooLarge:
+        raise
+    except Image.DecompressionBombError:  # over twice Image.MAX_IMAGE_PIXELS, where Pillow gives no size
+        limit = "Pillow's decompression-bomb limit" if max_pixels is None else f"the limit of {max_pixels}"
+        raise ImageTooLarge(f"{name}: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, over {limit}") from None
+    except UnidentifiedImageError:  # its message quotes a BytesIO repr, not the file
+        raise ValueError(f"{name}: not a readable image (not a format Pillow recognises)") from None
     except _DECODE_ERRORS as err:
         raise ValueError(f"{name}: not a readable image ({type(err).__name__}: {err})") from err
     array = array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))  # [C, H, W]
@@ -125,6 +146,20 @@ def files_fingerprint(base: Path, relpaths: Iterable[str], labels: Iterable | No
         st = os.stat(os.path.join(base, rel))
         digest.update(f"\0{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{label}".encode())
     return digest.hexdigest()
+
+
+def _open(data: bytes, name: str, max_pixels: int | None) -> Image.Image:
+    """``Image.open`` (the header only), refusing an image over ``max_pixels`` with its size named."""
+    if max_pixels is None:
+        return Image.open(io.BytesIO(data))
+    with warnings.catch_warnings():  # refused below, naming the size, rather than warned about by Pillow
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = Image.open(io.BytesIO(data))
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise ImageTooLarge(f"{name}: {width}x{height} pixels, over the limit of {max_pixels}")
+    return img
 
 
 def _to_mode(img: Image.Image, channels: int) -> Image.Image:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+from fewshot.registry import check_options
+
 # name -> (module, function); modules are imported on first use.
 DATASETS: dict[str, tuple[str, str]] = {
     "glyphs": ("fewshot.data.glyphs", "load_glyphs"),
@@ -23,7 +25,9 @@ def get_dataset(name: str, root=None, split: str = "train", **options):
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     module, function = DATASETS[name]
-    return getattr(importlib.import_module(module), function)(root=root, split=split, **options)
+    loader = getattr(importlib.import_module(module), function)
+    check_options(loader, options, f"dataset {name!r}", ("root", "split"))
+    return loader(root=root, split=split, **options)
 
 
 def load_sinusoid(root=None, split: str = "train", **options):

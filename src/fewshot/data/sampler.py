@@ -76,6 +76,8 @@ class EpisodeSampler:
         if hasattr(dataset, "sample_tasks"):  # a task family (e.g. sinusoid) draws its own tasks
             return
 
+        if self.ways[0] < 2:
+            raise ValueError(f"ways must be at least 2 for classification episodes, got {self.ways[0]}")
         labels = torch.as_tensor(dataset.labels).long().cpu()
         counts = torch.bincount(labels, minlength=dataset.num_classes)
         need = self.shots[1] + queries

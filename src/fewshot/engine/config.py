@@ -58,7 +58,7 @@ class TrainConfig:
     batch_size: int = 128  # examples per step for supervised pre-training (the FineTune baseline)
     augment: bool = False
     # optimisation
-    steps: int = 2500
+    steps: int = 2500  # 0: no training, the initial learner is saved and tested
     optimizer: str = "adam"  # adam | sgd
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -80,10 +80,13 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    out: str = "runs/latest"
+    out: str | None = None  # None: a new folder runs/<time>-<algorithm>-<dataset>, linked as runs/latest
     quiet: bool = False
     tensorboard: bool = True  # when the tensorboard package is installed
     log_every: int = 10
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
     @property
     def eval_shape(self) -> tuple[int, int, int]:
@@ -98,6 +101,47 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return from_dict({**self.to_dict(), **changes})
+
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+AT_LEAST_ONE = ("ways", "shots", "queries", "meta_batch", "batch_size", "val_every", "val_episodes")
+AT_LEAST_ONE += ("log_every", "test_ways", "test_shots", "test_queries", "patience")
+TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}
+TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false", "dict": "a mapping"}
+TYPE_NAMES["None"] = "null"
+CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("constant", "cosine", "linear", "step")}
+
+
+def _has_type(value, kind: str) -> bool:
+    if kind == "None":
+        return value is None
+    if kind in ("int", "float") and isinstance(value, bool):
+        return False
+    return isinstance(value, TYPES[kind])
+
+
+def check_settings(config: TrainConfig) -> None:
+    """One clear error for a setting of the wrong type or out of range (``--set steps=abc``, ``--steps 0``)."""
+    for f in fields(config):
+        value, kinds = getattr(config, f.name), str(f.type).replace(" ", "").split("|")
+        if not any(_has_type(value, k) for k in kinds):
+            expected = " or ".join(TYPE_NAMES[k] for k in kinds)
+            raise ValueError(f"setting {f.name}={value!r}: expected {expected}")
+    c = config
+    for name in AT_LEAST_ONE:
+        if getattr(c, name) is not None and getattr(c, name) < 1:
+            raise ValueError(f"setting {name}={getattr(c, name)!r}: must be at least 1")
+    for name in ("steps", "lr", "test_episodes", "warmup", "step_size", "weight_decay"):
+        if getattr(c, name) < 0:
+            raise ValueError(f"setting {name}={getattr(c, name)!r}: must not be negative")
+    for name in ("time_limit", "grad_clip"):
+        if getattr(c, name) is not None and not getattr(c, name) > 0:
+            raise ValueError(f"setting {name}={getattr(c, name)!r}: must be positive")
+    for name, valid in CHOICES.items():
+        if getattr(c, name) not in valid:
+            raise ValueError(f"unknown {name} {getattr(c, name)!r}; valid: {', '.join(valid)}")
+    if not DEVICE.fullmatch(c.device):
+        raise ValueError(f"device {c.device!r}: valid devices are auto, cpu, cuda, cuda:N, mps")
 
 
 def from_dict(values: dict, source: str = "config") -> TrainConfig:

@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from fewshot.data.episode import Episode
 from fewshot.data.sampler import EpisodeSampler
 from fewshot.engine import distributed as D
-from fewshot.engine.checkpoint import read_checkpoint, read_training_state, save_checkpoint
+from fewshot.engine import runs
+from fewshot.engine.checkpoint import CheckpointError, load_state, read_checkpoint, read_training_state, save_checkpoint
 from fewshot.engine.config import TrainConfig
 from fewshot.engine.evaluate import EvalResult, evaluate
 from fewshot.engine.memory import keep_freed_memory
@@ -45,6 +46,7 @@ class TrainResult:
     best_val: float | None
     test: EvalResult | None
     writer: bool = True  # False on the torchrun processes other than rank 0
+    finished_before: bool = False  # a resume of a run that had nothing left to do: nothing was trained or written
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,7 +54,12 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' requested but MPS is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: valid devices are auto, cpu, cuda, cuda:N, mps") from None
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
@@ -83,7 +90,9 @@ class Trainer:
     """Meta-trains ``algorithm`` on episodes of ``train_data`` as ``config`` says.
 
     ``metadata`` (algorithm/backbone names and settings, preprocessing) goes into
-    every checkpoint so that predict and serve can rebuild the learner.
+    every checkpoint so that predict and serve can rebuild the learner. A folder that
+    already holds a run is refused unless ``resume`` (continue it) or ``overwrite``
+    (replace it); ``config.out = None`` trains into a new folder linked as ``runs/latest``.
     """
 
     def __init__(
@@ -97,8 +106,24 @@ class Trainer:
         metadata: dict | None = None,
         transform=None,
         resume: bool = False,
+        overwrite: bool = False,
     ):
+        self.link_latest = config.out is None and not resume
+        if config.out is None:  # a new folder, or the latest run's for a resume
+            out = (runs.RUNS / runs.LATEST).resolve() if resume else runs.new_run_dir(config)
+            config = config.replace(out=str(out))
         self.config, self.metadata, self.transform = config, metadata or {}, transform
+        self.run_dir = Path(config.out)
+        if resume and not (self.run_dir / "last").is_dir():
+            raise CheckpointError(
+                f"{self.run_dir}: no saved state to resume from (last/ is saved every val_every steps); "
+                "train it again with --overwrite"
+            )
+        if not resume and not overwrite and runs.holds_run(self.run_dir):
+            raise ValueError(
+                f"{self.run_dir} holds a run; continue it with --resume --out {self.run_dir}, "
+                "or pass --overwrite to replace it"
+            )
         self.device = resolve_device(config.device)
         self.world = D.init_world(str(self.device))
         if self.device.type == "cuda" and self.world.size > 1:
@@ -118,17 +143,25 @@ class Trainer:
         self.augment_generator = torch.Generator().manual_seed(config.seed + 1)
         self.optimizer = make_optimizer(config, [p for p in self.algorithm.parameters() if p.requires_grad])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(config, s))
-        self.run_dir = Path(config.out)
         self.step, self.best_step, self.best_val, self.stale = 0, None, None, 0
         self.stop_requested = False
         self.best_state: dict | None = None  # weights of the best validation, kept for the final test
         self.log_window: list[dict] = []  # training metrics since the last metrics.jsonl record
         self.train_seconds = 0.0  # wall time of the training loop, over resumes
+        self.finished = self.stopped_early = False  # as last saved: the run ended (steps, time or early stop)
+        self.finished_before = False  # resumed a run with nothing left to do: fit() trains and writes nothing
         if resume:
             self._restore(self.run_dir / "last")
+            self.finished_before = self._nothing_left()
+        if self.finished_before:
+            return
         if self.world.is_writer:
+            if overwrite and not resume:
+                runs.clear_run(self.run_dir)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config.save(self.run_dir / "config.json")
+            if self.link_latest:
+                runs.link_latest(self.run_dir)
         self.logger = RunLogger(
             self.run_dir,
             writer=self.world.is_writer,
@@ -184,6 +217,9 @@ class Trainer:
     def fit(self, callback=None) -> TrainResult:
         """Train to ``config.steps``; ``callback(step, metrics)`` runs after every step."""
         c = self.config
+        if self.finished_before:
+            best = (self.best_step, self.best_val)
+            return TrainResult(self.run_dir, self.step, False, *best, None, self.world.is_writer, finished_before=True)
         progress = Progress(self.step, c.steps, quiet=c.quiet, every=c.log_every * 10, enabled=self.world.is_writer)
         interrupted, window = False, self.log_window
         started = time.monotonic() - self.train_seconds
@@ -202,6 +238,7 @@ class Trainer:
                 if self.step % c.val_every == 0 or last:
                     if self.val_data is not None and self._validate(progress):
                         progress.note(f"early stop at step {self.step}: no improvement in {c.patience} validations")
+                        self.stopped_early = True
                         break
                     if not last:  # a run killed outright resumes from here, validated or not
                         self.train_seconds = time.monotonic() - started
@@ -220,7 +257,7 @@ class Trainer:
         interrupted = interrupted or self._stop_agreed()
         if interrupted:
             progress.note(f"interrupted at step {self.step}; saved {self.run_dir / 'last'} (resume with --resume)")
-        self._save_last()
+        self._save_last(finished=not interrupted)
         if self.best_step is None:  # no validation data: the last weights are the deployable ones
             self._save_deployable({})
         test = None if interrupted else self._test()
@@ -243,6 +280,12 @@ class Trainer:
         """Whether a stop was asked (a signal, a callback) on any process, so that all stop at the same step."""
         self.stop_requested = D.any_rank(self.stop_requested, self.world)
         return self.stop_requested
+
+    def _nothing_left(self) -> bool:
+        """Whether a resumed run has finished and the resume gives it no more steps or time."""
+        c = self.config
+        out_of_time = c.time_limit is not None and self.train_seconds >= c.time_limit
+        return self.finished and (self.stopped_early or self.step >= c.steps or out_of_time)
 
     def _out_of_time(self, started: float) -> bool:
         """Whether the time limit has passed (on any process, so that all stop at the same step)."""
@@ -306,11 +349,13 @@ class Trainer:
         if self.world.is_writer:
             save_checkpoint(self.run_dir / "checkpoint", self.algorithm.state_dict(), self._metadata(metrics))
 
-    def _save_last(self) -> None:
+    def _save_last(self, finished: bool = False) -> None:
         if not self.world.is_writer:
             return
         state = {
             "step": self.step,
+            "finished": finished,
+            "stopped_early": self.stopped_early,
             "best_step": self.best_step,
             "best_val": self.best_val,
             "stale": self.stale,
@@ -329,8 +374,11 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         _, weights = read_checkpoint(path)
         state = read_training_state(path)
-        self.algorithm.load_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_state(self.algorithm, weights, path)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}: optimizer state does not fit this run ({e})") from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.generator.set_state(state["sampler_rng"])
         self.augment_generator.set_state(state["augment_rng"])
@@ -345,6 +393,8 @@ class Trainer:
         )
         self.log_window = state["log_window"]
         self.train_seconds = state.get("train_seconds", 0.0)
+        self.finished = state.get("finished", (self.run_dir / "result.json").exists())  # older runs: result.json
+        self.stopped_early = state.get("stopped_early", False)
         if self.best_step is not None:
             self.best_state = read_checkpoint(self.run_dir / "checkpoint")[1]
 
