@@ -27,7 +27,7 @@ from fewshot.engine.train import Trainer
 preset, root, keep, steps = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
 with tempfile.TemporaryDirectory() as out:
     learner = Learner(config=preset, data_root=root, out=out, quiet=True, keep_freed_memory=keep)
-    trainer = Trainer(learner.config, learner.algorithm, learner.train_data, metadata=learner.metadata)
+    trainer = Trainer(learner.config, learner.algorithm, learner.train_data, spec=learner.spec)
     for _ in range(3):
         trainer.train_step(trainer.next_batch())
     start = time.perf_counter()

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from protonet_speed import load, timed  # the sibling benchmark: dataset fallback, interleaved timing
 
+from fewshot.algorithms.episode_math import embed_episode, one_hot
 from fewshot.algorithms.metric import Conv4Maps, RelationNet
-from fewshot.algorithms.metric.common import embed_episode, one_hot
 from fewshot.data import Episode, EpisodeSampler
 
 

@@ -271,7 +271,7 @@ def test_with_options(run: Path, options: dict, learner, ways: int, shots: int, 
     """The trained weights in ``run`` tested with algorithm ``options`` changed, on ``learner``'s
     test episodes (as ``fewshot evaluate RUN --set algorithm_options.KEY=VALUE``)."""
     from fewshot.engine.evaluate import evaluate
-    from fewshot.engine.spec import load_learner
+    from fewshot.engine.learners import load_learner
 
     algorithm, _ = load_learner(run, options)
     data = learner.dataset(learner.config.test_split)

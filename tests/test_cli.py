@@ -149,7 +149,7 @@ def test_damaged_or_foreign_checkpoint(trained, capsys, tmp_path):
     copy = tmp_path / "ck"
     shutil.copytree(out / "checkpoint", copy)
     meta = json.loads((copy / "checkpoint.json").read_text())
-    meta["learner"]["algorithm"] = meta["algorithm"] = "maml"  # claims another algorithm
+    meta["learner"]["algorithm"] = "maml"  # claims another algorithm
     (copy / "checkpoint.json").write_text(json.dumps(meta))
     assert main(["evaluate", str(copy), "--episodes", "2"]) == 2
     assert "weights do not fit" in capsys.readouterr().err

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot.data import DATASETS, FewShotDataset, get_dataset
+from fewshot.data import FewShotDataset, get_dataset
 from fewshot.data.cache import cache_dir, cache_key, cached
+from fewshot.registry import DATASETS
 
 
 def test_arrays_with_string_labels():

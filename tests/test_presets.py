@@ -1,7 +1,9 @@
 import pytest
 
+from fewshot.algorithms.spec import LearnerSpec, build_algorithm
 from fewshot.engine.config import list_presets, load_config, parse_overrides, read_settings
-from fewshot.engine.spec import build_algorithm, check_names
+from fewshot.engine.learners import check_names
+from fewshot.registry import ALGORITHMS
 
 PUBLISHED = [
     f"omniglot-{a}-{r}"
@@ -22,18 +24,21 @@ def test_every_preset_builds_its_learner(name):
     cfg = load_config(name)
     check_names(cfg)
     regression = cfg.dataset == "sinusoid"
-    spec = {
-        "algorithm": cfg.algorithm,
-        "algorithm_options": cfg.algorithm_options,
-        "backbone": cfg.backbone,
-        "backbone_options": cfg.backbone_options,
-        "input_shape": [1] if regression else [1, 28, 28],
-        "ways": cfg.ways,
-        "task": "regression" if regression else "classification",
-        "target_dim": 1,
-        "num_train_classes": 100,
-    }
-    assert build_algorithm(spec) is not None
+    spec = LearnerSpec(
+        algorithm=cfg.algorithm,
+        algorithm_options=cfg.algorithm_options,
+        backbone=cfg.backbone,
+        backbone_options=cfg.backbone_options,
+        input_shape=(1,) if regression else (1, 28, 28),
+        ways=cfg.ways,
+        task="regression" if regression else "classification",
+        target_dim=1,
+        num_train_classes=100,
+    )
+    algorithm = build_algorithm(spec)
+    assert type(algorithm) is ALGORITHMS.get(cfg.algorithm)
+    if algorithm.fixed_ways:  # a head of one unit per class (or regression target)
+        assert algorithm.model.head.out_features == (1 if regression else cfg.ways)
     if cfg.dataset == "omniglot":
         assert cfg.dataset_options == {"splits": "vinyals", "image_size": 28} and cfg.test_episodes >= 600
         # the papers train on all 1,200 training characters of the Vinyals split, keeping no validation classes

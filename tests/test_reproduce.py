@@ -182,29 +182,20 @@ def test_every_row_cell_names_a_preset_tested_on_that_cell(reproduce):
 def test_a_row_with_the_papers_test_options_records_both_tests(reproduce, tmp_path, monkeypatch):
     import torch
 
+    from fewshot.algorithms.spec import LearnerSpec, build_algorithm
     from fewshot.data import FewShotDataset
     from fewshot.engine.checkpoint import save_checkpoint
-    from fewshot.engine.spec import build_algorithm
+    from fewshot.engine.learners import checkpoint_metadata
 
     # a real (untrained) RelationNet checkpoint: its BatchNorm running statistics differ from any batch's
-    spec = {
-        "algorithm": "relation",
-        "algorithm_options": {},
-        "backbone": "conv4",
-        "backbone_options": {},
-        "input_shape": [1, 28, 28],
-        "ways": 5,
-        "task": "classification",
-        "target_dim": None,
-        "num_train_classes": 10,
-    }
+    spec = LearnerSpec("relation", "conv4", input_shape=(1, 28, 28), ways=5, num_train_classes=10)
     torch.manual_seed(0)
     algorithm = build_algorithm(spec)
     for m in algorithm.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.fill_(3.0)
     run = tmp_path / "runs" / "relation-5w1s"
-    save_checkpoint(run / "checkpoint", algorithm.state_dict(), {"algorithm": "relation", "learner": spec})
+    save_checkpoint(run / "checkpoint", algorithm.state_dict(), checkpoint_metadata(spec, None))
     images = torch.rand(10 * 20, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     data = FewShotDataset(
         images + torch.arange(10).repeat_interleave(20)[:, None, None, None] / 10,

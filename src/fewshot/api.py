@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 
 from fewshot.algorithms.base import Algorithm, Predictor
-from fewshot.data.registry import get_dataset
+from fewshot.algorithms.spec import LearnerSpec, build_algorithm
+from fewshot.data.loading import get_dataset
 from fewshot.engine.checkpoint import save_checkpoint
 from fewshot.engine.config import TrainConfig, load_config
 from fewshot.engine.evaluate import EvalResult, evaluate
+from fewshot.engine.learners import check_names, checkpoint_metadata, learner_spec, load_learner
 from fewshot.engine.runs import LATEST, RUNS, resume_config
-from fewshot.engine.spec import build_algorithm, check_names, learner_spec, load_learner
 from fewshot.engine.train import Trainer, TrainResult
 
 
@@ -37,7 +38,7 @@ class Learner:
     ):
         self.config: TrainConfig = load_config(config, algorithm=algorithm, dataset=dataset, **settings)
         check_names(self.config)
-        self.metadata: dict | None = None
+        self.spec: LearnerSpec | None = None
         self._algorithm: Algorithm | None = None
 
     # -- data -----------------------------------------------------------------------------
@@ -53,20 +54,9 @@ class Learner:
     @property
     def algorithm(self) -> Algorithm:
         if self._algorithm is None:
-            spec = learner_spec(self.config, self.train_data)
-            self.metadata = {
-                "algorithm": spec["algorithm"],
-                "learner": spec,
-                "preprocessing": getattr(self.train_data, "preprocessing", None),
-                "data": {
-                    "dataset": self.config.dataset,
-                    "dataset_options": self.config.dataset_options,
-                    "ways": self.config.ways,
-                    "shots": self.config.shots,
-                },
-            }
+            self.spec = learner_spec(self.config, self.train_data)
             torch.manual_seed(self.config.seed)
-            self._algorithm = build_algorithm(spec)
+            self._algorithm = build_algorithm(self.spec)
         return self._algorithm
 
     @classmethod
@@ -96,7 +86,7 @@ class Learner:
             self.train_data,
             self._optional(c.val_split),
             self._optional(c.test_split) if c.test_episodes else None,  # no test: its split is never read
-            metadata=self.metadata,
+            spec=self.spec,
             transform=transform,
             resume=resume,
             overwrite=overwrite,
@@ -139,13 +129,18 @@ class Learner:
     # -- checkpoints ----------------------------------------------------------------------
     def save(self, path) -> Path:
         algorithm = self.algorithm
-        return save_checkpoint(path, algorithm.state_dict(), {**self.metadata, "config": self.config.to_dict()})
+        return save_checkpoint(path, algorithm.state_dict(), checkpoint_metadata(self.spec, self.config))
 
     @classmethod
     def load(cls, path) -> Learner:
-        algorithm, meta = load_learner(path)
-        learner = cls(**{k: v for k, v in meta.get("config", {}).items()}) if meta.get("config") else cls()
-        learner._algorithm, learner.metadata = algorithm, meta
+        """The learner in a checkpoint (or run) folder, with the settings it was trained with."""
+        algorithm, stored = load_learner(path)
+        if stored.config is not None:
+            learner = cls(**stored.config.to_dict())
+        else:
+            s = stored.spec
+            learner = cls(s.algorithm, backbone=s.backbone, ways=s.ways, algorithm_options=s.algorithm_options)
+        learner._algorithm, learner.spec = algorithm, stored.spec
         return learner
 
     def __repr__(self) -> str:

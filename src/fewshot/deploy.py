@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from fewshot.data.images import ImageTooLarge, decode_image
-from fewshot.engine.spec import GRADIENT, load_learner
+from fewshot.engine.learners import StoredLearner, load_learner
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # per image, for ``fewshot predict`` and (by default) the service
 
@@ -37,20 +37,19 @@ class Prediction:
 class Deployment:
     """A checkpoint loaded for prediction."""
 
-    def __init__(self, algorithm, metadata: dict, device: str | torch.device = "cpu"):
+    def __init__(self, algorithm, stored: StoredLearner, device: str | torch.device = "cpu"):
         self.algorithm = algorithm.to(device).eval()
-        self.metadata, self.device = metadata, torch.device(device)
-        self.spec = metadata["learner"]
-        self.preprocessing = metadata.get("preprocessing") or {}
+        self.stored, self.spec, self.device = stored, stored.spec, torch.device(device)
+        self.preprocessing = stored.spec.preprocessing or {}
 
     @classmethod
     def load(cls, path, device: str | torch.device = "cpu") -> Deployment:
-        algorithm, meta = load_learner(path)
-        if meta["learner"]["task"] != "classification":
-            raise DeployError(f"{path}: a {meta['learner']['task']} learner; predict and serve classify images")
-        if not meta.get("preprocessing"):
+        algorithm, stored = load_learner(path)
+        if stored.spec.task != "classification":
+            raise DeployError(f"{path}: a {stored.spec.task} learner; predict and serve classify images")
+        if not stored.spec.preprocessing:
             raise DeployError(f"{path}: the checkpoint records no image preprocessing; cannot decode images for it")
-        return cls(algorithm, meta, device)
+        return cls(algorithm, stored, device)
 
     def decode(self, data: bytes, name: str, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Tensor:
         """Image bytes -> float tensor [C, S, S] exactly as the learner saw its training data.
@@ -75,10 +74,10 @@ class Deployment:
             raise DeployError(f"the support set needs at least 2 classes, got {len(classes)} ({', '.join(classes)})")
         if not queries:
             raise DeployError("no query images")
-        ways = self.spec["ways"]
-        if self.spec["algorithm"] in GRADIENT and len(classes) != ways:
+        ways = self.spec.ways
+        if self.algorithm.fixed_ways and len(classes) != ways:
             raise DeployError(
-                f"this {self.spec['algorithm']} learner was meta-trained for {ways}-way tasks; "
+                f"this {self.spec.algorithm} learner was meta-trained for {ways}-way tasks; "
                 f"the support set has {len(classes)} classes"
             )
         index = {c: i for i, c in enumerate(classes)}

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
 from fewshot.data.episode import Episode
+from fewshot.registry import BACKBONES, check_options
+
+if TYPE_CHECKING:
+    from fewshot.algorithms.spec import LearnerSpec
 
 Predictor = Callable[[Tensor], Tensor]
 """Maps query_x [Q, ...] of one task to logits [Q, N] (or values [Q, D] for regression)."""
@@ -27,6 +32,17 @@ class Algorithm(nn.Module):
     channels_last: bool = True
     """Whether the trainer should store 4-d weights channels-last (faster conv steps on CPU)."""
 
+    fixed_ways: bool = False
+    """Whether the learner only classifies tasks with as many classes as it was trained on (a fixed head)."""
+
+    @classmethod
+    def from_spec(cls, spec: LearnerSpec) -> Algorithm:
+        """A freshly initialised learner for ``spec``. By default an embedding method:
+        ``cls(encoder, **spec.algorithm_options)`` with the spec's backbone as the encoder."""
+        if spec.task != "classification":
+            raise ValueError(f"{spec.algorithm} is a classification method; use a gradient-based method for regression")
+        return cls(backbone_for(spec), **checked_options(cls, spec, "encoder"))
+
     def meta_loss(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
 
@@ -36,3 +52,16 @@ class Algorithm(nn.Module):
     def forward(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
         """``meta_loss``, so that wrappers such as DistributedDataParallel see a forward."""
         return self.meta_loss(episode)
+
+
+def backbone_for(spec: LearnerSpec, num_classes: int | None = None) -> nn.Module:
+    """The spec's backbone for its input shape (with a ``num_classes`` head when given)."""
+    backbone = BACKBONES.get(spec.backbone)
+    check_options(backbone, spec.backbone_options, f"backbone {spec.backbone!r}", ("num_classes",))
+    return backbone.for_input(spec.input_shape, num_classes, **spec.backbone_options)
+
+
+def checked_options(cls: type, spec: LearnerSpec, *reserved: str) -> dict[str, Any]:
+    """``spec.algorithm_options`` after one clear error for any that ``cls`` does not take."""
+    check_options(cls, spec.algorithm_options, f"algorithm {spec.algorithm!r}", reserved)
+    return dict(spec.algorithm_options)

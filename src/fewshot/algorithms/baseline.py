@@ -13,14 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fewshot.algorithms.base import Algorithm
-from fewshot.algorithms.metric.common import (
+from fewshot.algorithms.base import Algorithm, backbone_for, checked_options
+from fewshot.algorithms.episode_math import (
     classification_metrics,
     embed_episode,
     frozen_forward,
     one_hot,
     task_ways,
 )
+from fewshot.algorithms.spec import LearnerSpec
 from fewshot.data.episode import Episode
 from fewshot.nn.backbones import CosineLinear
 
@@ -95,6 +96,14 @@ class FineTune(Algorithm):
     ``finetune_steps`` full-batch SGD steps (lr ``finetune_lr``, momentum 0.9, weight
     decay 1e-3; the paper uses mini-batches of 4 for 100 epochs).
     """
+
+    @classmethod
+    def from_spec(cls, spec: LearnerSpec) -> FineTune:
+        """The spec's backbone as the encoder, pre-trained over the ``num_train_classes`` of the training split."""
+        if spec.task != "classification":
+            raise ValueError("finetune is a classification method; use a gradient-based method for regression")
+        options = checked_options(cls, spec, "encoder", "num_classes")
+        return cls(backbone_for(spec), num_classes=spec.num_train_classes, **options)
 
     def __init__(
         self,

@@ -66,21 +66,23 @@ def train(args) -> int:
     return 0
 
 
-def _eval_dataset(args, meta: dict):
+def _eval_dataset(args, stored):
     """The dataset ``evaluate`` runs on: the flags, else the training run's test split."""
-    from fewshot.data.registry import get_dataset
+    from fewshot.data.loading import get_dataset
 
-    config = meta.get("config", {})
-    name = args.dataset or config.get("dataset")
-    root = args.data_root or (config.get("data_root") if name == config.get("dataset") else None)
-    if name == config.get("dataset"):
-        options = dict(config.get("dataset_options", {}))
+    config, preprocessing = stored.config, stored.spec.preprocessing or {}
+    trained_on = config.dataset if config else None
+    name = args.dataset or trained_on
+    if name is None:
+        raise ValueError(f"{stored.path}: records no training dataset; pass --dataset and --data-root")
+    root = args.data_root or (config.data_root if name == trained_on else None)
+    if name == trained_on:
+        options = dict(config.dataset_options)
     else:  # another dataset: feed it at the learner's resolution
-        size = (meta.get("preprocessing") or {}).get("image_size")
-        options = {"image_size": size} if size else {}
+        options = {"image_size": preprocessing["image_size"]} if "image_size" in preprocessing else {}
         if name == "image-folder":
-            options["channels"] = meta["preprocessing"]["channels"]
-    split = args.split or config.get("test_split", "test")
+            options["channels"] = preprocessing["channels"]
+    split = args.split or (config.test_split if config else "test")
     return name, get_dataset(name, root=root, split=split, **options)
 
 
@@ -88,17 +90,16 @@ def evaluate(args) -> int:
     from fewshot.engine.config import parse_overrides
     from fewshot.engine.evaluate import evaluate as run_protocol
     from fewshot.engine.evaluate import evaluate_episodes
-    from fewshot.engine.spec import load_learner
+    from fewshot.engine.learners import load_learner
     from fewshot.engine.train import resolve_device
 
     overrides = parse_overrides(args.set)
     if set(overrides) - {"algorithm_options"}:
         raise ValueError(f"evaluate --set takes algorithm_options.KEY=VALUE only, got {', '.join(args.set)}")
     options = overrides.get("algorithm_options", {})
-    algorithm, meta = load_learner(args.checkpoint, options)
+    algorithm, stored = load_learner(args.checkpoint, options)
     algorithm.to(resolve_device(args.device))
-    name, data = _eval_dataset(args, meta)
-    config = meta.get("config", {})
+    name, data = _eval_dataset(args, stored)
     if name == "omniglot-runs":  # fixed one-shot runs: no sampling, no seed
         episodes = [e.to(args.device) for e in data.episodes()]
         ways = episodes[0].ways
@@ -113,9 +114,10 @@ def evaluate(args) -> int:
             "error": 1 - result.mean,
         }
     else:
-        ways = args.ways or config.get("test_ways") or config.get("ways", 5)
-        shots = args.shots or config.get("test_shots") or config.get("shots", 1)
-        queries = args.queries or config.get("test_queries") or config.get("queries", 15)
+        trained = stored.config.eval_shape if stored.config else (stored.spec.ways, 1, 15)
+        ways, shots, queries = (
+            given or default for given, default in zip((args.ways, args.shots, args.queries), trained)
+        )
         result = run_protocol(
             algorithm, data, ways, shots, queries, episodes=args.episodes, seed=args.seed, device=args.device
         )
@@ -206,17 +208,20 @@ def download(args) -> int:
 
 
 def list_names(args) -> int:
-    from fewshot.data.registry import DATASETS
-    from fewshot.engine.spec import ALGORITHMS
-    from fewshot.nn import BACKBONES
+    """Every registered name with the first line of its docstring, then the presets."""
+    from fewshot.registry import ALGORITHMS, BACKBONES, DATASETS, INNER_OPTIMIZERS
 
-    for title, names in [
-        ("algorithms", ALGORITHMS),
-        ("backbones", sorted(BACKBONES)),
-        ("datasets", sorted(DATASETS)),
-        ("presets", list_presets()),
-    ]:
-        print(f"{title}: {', '.join(names)}")
+    for registry in (ALGORITHMS, BACKBONES, DATASETS, INNER_OPTIMIZERS):
+        print(f"{registry.kind}s:")
+        names = registry.names()
+        width = max(map(len, names))
+        for name in names:
+            try:
+                summary = registry.summary(name)
+            except ValueError as e:  # a plugin whose package is broken or missing: say so, list the rest
+                summary = f"(cannot be loaded: {e})"
+            print(f"  {name:<{width}}  {summary}")
+    print(f"presets: {', '.join(list_presets())}")
     return 0
 
 

@@ -2,13 +2,12 @@
 
 from fewshot.data.dataset import FewShotDataset
 from fewshot.data.episode import Episode
-from fewshot.data.registry import DATASETS, get_dataset
+from fewshot.data.loading import get_dataset
 from fewshot.data.sampler import EpisodeSampler
 from fewshot.data.sinusoid import Sinusoid
 from fewshot.data.transforms import augment_episode, compose, random_affine, random_crop, random_flip
 
 __all__ = [
-    "DATASETS",
     "Episode",
     "EpisodeSampler",
     "FewShotDataset",

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from fewshot.data.episode import Episode
+from fewshot.data.tasks import is_task_family
 
 IntOrRange = int | tuple[int, int]
 SORT_LIMIT = 1 << 20  # random keys per draw below which sorting beats Floyd's algorithm
@@ -73,7 +74,7 @@ class EpisodeSampler:
             raise ValueError(f"queries must be >= 0, got {queries}")
         self.queries, self.seed, self.batch_size, self.device = queries, seed, batch_size, device
         self.generator = torch.Generator().manual_seed(seed)
-        if hasattr(dataset, "sample_tasks"):  # a task family (e.g. sinusoid) draws its own tasks
+        if is_task_family(dataset):  # a task family (e.g. sinusoid) draws its own tasks
             return
 
         if self.ways[0] < 2:
@@ -130,7 +131,7 @@ class EpisodeSampler:
             yield Episode.cat(drawn)
 
     def _draw(self, batch_size: int, generator: torch.Generator) -> Episode:
-        if hasattr(self.dataset, "sample_tasks"):
+        if is_task_family(self.dataset):
             episode = self.dataset.sample_tasks(batch_size, self.shots[0], self.queries, generator)
             return episode if self.device is None else episode.to(self.device)
         if self.fixed_size:

@@ -16,6 +16,7 @@ class Sinusoid:
     tasks through ``sample_tasks``; ``ways`` is meaningless here (use 1).
     """
 
+    task = "regression"
     num_classes = 0
 
     def __init__(self, amplitude=(0.1, 5.0), phase=(0.0, math.pi), x_range=(-5.0, 5.0)):
@@ -43,3 +44,12 @@ class Sinusoid:
 
     def __repr__(self) -> str:
         return f"Sinusoid(amplitude={self.amplitude}, phase={self.phase}, x_range={self.x_range})"
+
+
+def load_sinusoid(
+    root=None, split: str = "train", *, amplitude=(0.1, 5.0), phase=(0.0, math.pi), x_range=(-5.0, 5.0)
+) -> Sinusoid:
+    """The sinusoid task family; every split draws from the same family, the seeds tell them apart."""
+    if split not in ("train", "val", "test", "trainval"):
+        raise ValueError(f"unknown split {split!r}; valid splits: train, val, test, trainval")
+    return Sinusoid(amplitude, phase, x_range)

@@ -1,8 +1,8 @@
 """Checkpoints: a folder with safetensors weights and JSON metadata. Loading never unpickles.
 
     model.safetensors        the algorithm's state_dict
-    checkpoint.json          algorithm, backbone, settings, preprocessing, data, version,
-                             metrics, and the SHA-256 of the weights file
+    checkpoint.json          metadata (for learners: see ``engine.learners``), the format,
+                             the library version and the SHA-256 of the weights file
     training_state.*         (resumable checkpoints) optimizer, scheduler, RNG states, step
 
 Folders are written under a temporary name and renamed into place.
@@ -26,7 +26,7 @@ import fewshot
 
 WEIGHTS, METADATA = "model.safetensors", "checkpoint.json"
 STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
-FORMAT = 1
+FORMAT = 2  # 1: fewshot 0.1.0 (read by engine.learners)
 
 
 class CheckpointError(ValueError):
@@ -113,7 +113,7 @@ def read_metadata(path) -> dict:
         raise CheckpointError(f"{path}: missing {METADATA}; is this a fewshot checkpoint?") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path / METADATA}: damaged JSON ({e})") from None
-    if not isinstance(meta, dict) or "algorithm" not in meta:
+    if not isinstance(meta, dict) or "format" not in meta:
         raise CheckpointError(f"{path / METADATA}: not fewshot checkpoint metadata")
     return meta
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from fewshot.algorithms.spec import LearnerSpec
 from fewshot.data.episode import Episode
 from fewshot.data.sampler import EpisodeSampler
 from fewshot.engine import distributed as D
@@ -33,6 +34,7 @@ from fewshot.engine import runs
 from fewshot.engine.checkpoint import CheckpointError, load_state, read_checkpoint, read_training_state, save_checkpoint
 from fewshot.engine.config import TrainConfig
 from fewshot.engine.evaluate import EvalResult, evaluate
+from fewshot.engine.learners import checkpoint_metadata
 from fewshot.engine.memory import keep_freed_memory
 from fewshot.engine.tracking import Progress, RunLogger
 
@@ -89,8 +91,8 @@ def lr_factor(config: TrainConfig, step: int) -> float:
 class Trainer:
     """Meta-trains ``algorithm`` on episodes of ``train_data`` as ``config`` says.
 
-    ``metadata`` (algorithm/backbone names and settings, preprocessing) goes into
-    every checkpoint so that predict and serve can rebuild the learner. A folder that
+    ``spec`` (the ``LearnerSpec`` of ``algorithm``) goes into every checkpoint so that
+    evaluate, predict and serve can rebuild the learner. A folder that
     already holds a run is refused unless ``resume`` (continue it) or ``overwrite``
     (replace it); ``config.out = None`` trains into a new folder linked as ``runs/latest``.
     """
@@ -103,7 +105,7 @@ class Trainer:
         val_data=None,
         test_data=None,
         *,
-        metadata: dict | None = None,
+        spec: LearnerSpec | None = None,
         transform=None,
         resume: bool = False,
         overwrite: bool = False,
@@ -112,7 +114,7 @@ class Trainer:
         if config.out is None:  # a new folder, or the latest run's for a resume
             out = (runs.RUNS / runs.LATEST).resolve() if resume else runs.new_run_dir(config)
             config = config.replace(out=str(out))
-        self.config, self.metadata, self.transform = config, metadata or {}, transform
+        self.config, self.spec, self.transform = config, spec, transform
         self.run_dir = Path(config.out)
         if resume and not (self.run_dir / "last").is_dir():
             raise CheckpointError(
@@ -343,7 +345,7 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _metadata(self, metrics: dict) -> dict:
-        return {**self.metadata, "config": self.config.to_dict(), "step": self.step, "metrics": metrics}
+        return checkpoint_metadata(self.spec, self.config, self.step, metrics)
 
     def _save_deployable(self, metrics: dict) -> None:
         if self.world.is_writer:

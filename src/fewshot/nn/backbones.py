@@ -7,10 +7,13 @@ given ``num_classes`` it ends in a linear ``head`` (the MAML / ANIL setting), so
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from fewshot.registry import BACKBONES, check_options
 
 
 class Backbone(nn.Module):
@@ -26,6 +29,20 @@ class Backbone(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         z = self.features(x)  # [B, feature_dim]
         return z if self.head is None else self.head(z)
+
+    @classmethod
+    def for_input(cls, input_shape: Sequence[int], num_classes: int | None = None, **options) -> Backbone:
+        """This backbone for inputs shaped ``input_shape`` (one example, e.g. [C, H, W]), with ``options``
+        checked against its settings; what the shape determines (channels, size) is filled in."""
+        check_options(cls, options, f"backbone {cls.__name__}", ("num_classes",))
+        return cls(num_classes=num_classes, **{**cls.shape_options(tuple(input_shape)), **options})
+
+    @classmethod
+    def shape_options(cls, shape: tuple[int, ...]) -> dict:
+        """The settings that inputs of ``shape`` determine (images: ``in_channels``)."""
+        if len(shape) != 3:
+            raise ValueError(f"backbone {cls.__name__} needs images [C, H, W], but the data has shape {list(shape)}")
+        return {"in_channels": shape[0]}
 
 
 DOWNSAMPLE = ("maxpool", "stride")
@@ -75,6 +92,10 @@ class Conv4(Backbone):
         else:  # [B, hidden, side, side] -> [B, hidden * side * side]
             super().__init__(nn.Sequential(*blocks, nn.Flatten()), hidden * side * side, num_classes)
 
+    @classmethod
+    def shape_options(cls, shape: tuple[int, ...]) -> dict:
+        return {**super().shape_options(shape), "image_size": shape[-1]}
+
 
 class ResidualBlock(nn.Module):
     """ResNet-12 block: 3 x conv3x3-BN (LeakyReLU 0.1 between), 1x1 shortcut, maxpool 2."""
@@ -120,6 +141,10 @@ class MLP(Backbone):
             layers += [nn.Linear(a, b), nn.ReLU()]
         super().__init__(nn.Sequential(*layers), dims[-1], num_classes)
 
+    @classmethod
+    def shape_options(cls, shape: tuple[int, ...]) -> dict:
+        return {"in_features": math.prod(shape)}  # any input, flattened
+
 
 class CosineLinear(nn.Module):
     """Cosine-similarity classifier (Baseline++): logits = scale * cos(x, w_c)."""
@@ -135,11 +160,6 @@ class CosineLinear(nn.Module):
         return self.scale * x @ w.T  # [B, C]
 
 
-BACKBONES = {"conv4": Conv4, "resnet12": ResNet12, "mlp": MLP}
-
-
-def get_backbone(name: str, **settings) -> Backbone:
-    """Backbone by name (``conv4``, ``resnet12``, ``mlp``) with its settings."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[name](**settings)
+def get_backbone(name: str, **settings) -> nn.Module:
+    """Backbone by name (``fewshot list`` shows them) with its settings."""
+    return BACKBONES.build(name, **settings)

@@ -108,17 +108,16 @@ def create_app(checkpoint, *, api_key: str | None = None, limits: Limits = Limit
     @app.get("/model")
     def model(request: Request):
         check_key(request)
-        meta = deployment.metadata
-        spec = meta["learner"]
+        spec, stored = deployment.spec, deployment.stored
         return {
-            "algorithm": spec["algorithm"],
-            "algorithm_options": spec.get("algorithm_options", {}),
-            "backbone": spec["backbone"],
-            "ways": spec["ways"],
-            "any_ways": spec["algorithm"] not in _fixed_way_algorithms(),
+            "algorithm": spec.algorithm,
+            "algorithm_options": spec.algorithm_options,
+            "backbone": spec.backbone,
+            "ways": spec.ways,
+            "any_ways": not deployment.algorithm.fixed_ways,
             "preprocessing": deployment.preprocessing,
-            "metrics": meta.get("metrics", {}),
-            "fewshot_version": meta.get("fewshot_version"),
+            "metrics": stored.metrics,
+            "fewshot_version": stored.fewshot_version,
             "limits": asdict(limits),
         }
 
@@ -145,12 +144,6 @@ def create_app(checkpoint, *, api_key: str | None = None, limits: Limits = Limit
         return {"classes": prediction.classes, "predictions": rows}
 
     return app
-
-
-def _fixed_way_algorithms():
-    from fewshot.engine.spec import GRADIENT
-
-    return GRADIENT
 
 
 async def _in_thread(fn, *args):

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fewshot.algorithms.base import Algorithm, Predictor
+from fewshot.algorithms.base import Algorithm, Predictor, backbone_for, checked_options
+from fewshot.algorithms.spec import LearnerSpec
 from fewshot.data.episode import Episode
 from fewshot.functional import InnerOptimizer, TaskBatcher, bn_eval, call, detach, functional_buffers, inner_loop, sgd
 from fewshot.functional.batching import resolve_mode
@@ -59,6 +60,13 @@ class GradientAlgorithm(Algorithm):
     # Second-order conv backward measured slower channels-last on CPU (7.3 vs 7.9 tasks/s,
     # benchmarks/maml_speed.py), unlike the metric learners' plain backward (1.3-1.75x faster).
     channels_last = False
+    fixed_ways = True
+
+    @classmethod
+    def from_spec(cls, spec: LearnerSpec) -> GradientAlgorithm:
+        """The spec's backbone with a head of ``spec.outputs`` units, adapted by this method."""
+        options = checked_options(cls, spec, "model", "task")
+        return cls(backbone_for(spec, num_classes=spec.outputs), task=spec.task, **options)
 
     def __init__(
         self,

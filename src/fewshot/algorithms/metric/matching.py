@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fewshot.algorithms.base import Algorithm, Predictor
-from fewshot.algorithms.metric.common import (
+from fewshot.algorithms.episode_math import (
     classification_metrics,
     embed_episode,
     frozen_forward,

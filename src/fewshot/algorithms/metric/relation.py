@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fewshot.algorithms.base import Algorithm, Predictor
-from fewshot.algorithms.metric.common import (
+from fewshot.algorithms.base import Algorithm, Predictor, checked_options
+from fewshot.algorithms.episode_math import (
     class_means,
     class_sums,
     classification_metrics,
@@ -19,35 +19,12 @@ from fewshot.algorithms.metric.common import (
     one_hot,
     task_ways,
 )
+from fewshot.algorithms.spec import LearnerSpec
 from fewshot.data.episode import Episode
-from fewshot.nn.backbones import conv_block
+from fewshot.nn.feature_maps import Conv4Maps, conv_bn_relu
 
 AGGREGATES = ("sum", "mean")
 BN_MODES = ("running", "batch")
-
-
-def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU())
-
-
-class Conv4Maps(nn.Sequential):
-    """The paper's embedding module: 4 x conv3x3(hidden)-BN-ReLU, 2x2 max-pooling after
-    the first two blocks only, no flatten: [B, C, H, W] -> [B, hidden, H//4, W//4]
-    (28x28 -> 7x7, 84x84 -> 21x21). ``out_shape`` is the feature-map shape.
-    (Padding 1 in every block, like ``fewshot.nn.Conv4``; the paper's code leaves the
-    first two unpadded.)"""
-
-    def __init__(self, in_channels: int = 1, hidden: int = 64, image_size: int | Sequence[int] = 28) -> None:
-        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if min(h, w) < 4:
-            raise ValueError(f"Conv4Maps needs images of at least 4x4, got {h}x{w}")
-        super().__init__(
-            conv_block(in_channels, hidden),
-            conv_block(hidden, hidden),
-            _conv_bn_relu(hidden, hidden),
-            _conv_bn_relu(hidden, hidden),
-        )
-        self.out_shape = (hidden, h // 4, w // 4)
 
 
 class RelationModule(nn.Module):
@@ -67,7 +44,7 @@ class RelationModule(nn.Module):
         c, h, w = feature_shape
         layers: list[nn.Module] = []
         for i in range(2):
-            layers.append(_conv_bn_relu(2 * c if i == 0 else hidden, hidden))
+            layers.append(conv_bn_relu(2 * c if i == 0 else hidden, hidden))
             if min(h, w) >= 2:
                 layers.append(nn.MaxPool2d(2))
                 h, w = h // 2, w // 2
@@ -129,6 +106,14 @@ class RelationNet(Algorithm):
         self.relation = relation_module
         self.aggregate = aggregate
         self.bn = bn
+
+    @classmethod
+    def from_spec(cls, spec: LearnerSpec) -> RelationNet:
+        """The paper's feature-map Conv4 (``backbone: conv4``) and relation module."""
+        if spec.backbone != "conv4":
+            raise ValueError("relation uses the paper's Conv4 feature maps; set backbone to conv4")
+        options = checked_options(cls, spec, "encoder")
+        return cls(Conv4Maps.for_input(spec.input_shape, **spec.backbone_options), **options)
 
     def class_maps(self, support_z: Tensor, support_y: Tensor, ways: int) -> Tensor:
         """Support maps [B, S, C, h, w] -> one map per class [B, N, C, h, w]."""

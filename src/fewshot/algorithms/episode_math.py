@@ -1,4 +1,5 @@
-"""Small pieces shared by the metric-based algorithms (and the fine-tuning baseline)."""
+"""Episode maths shared by the metric learners and the fine-tuning baseline: one-hot labels,
+per-class sums and means (prototypes), a whole episode embedded at once, frozen forwards, metrics."""
 
 from __future__ import annotations
 
