@@ -29,10 +29,10 @@ with tempfile.TemporaryDirectory() as out:
     learner = Learner(config=preset, data_root=root, out=out, quiet=True, keep_freed_memory=keep)
     trainer = Trainer(learner.config, learner.algorithm, learner.train_data, spec=learner.spec)
     for _ in range(3):
-        trainer.train_step(trainer.next_batch())
+        trainer.train_step(trainer.batches.next())
     start = time.perf_counter()
     for _ in range(steps):
-        trainer.train_step(trainer.next_batch())
+        trainer.train_step(trainer.batches.next())
     print(json.dumps((time.perf_counter() - start) / steps))
 """
 

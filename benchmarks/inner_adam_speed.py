@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from fewshot.functional import adam
 from fewshot.nn import Conv4
+from fewshot.optim import adam
 
 
 def per_tensor_adam(lr: float, b1: float = 0.0, b2: float = 0.999, eps: float = 1e-8):

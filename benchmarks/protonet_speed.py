@@ -6,7 +6,7 @@ Also timed apart: the sampler alone and the model alone (one fixed episode), and
 peer in the same run, a naive ProtoNet step (a loop over tasks and classes, separate
 encoder calls for support and query), so the figures come with a ratio.
 
-    python benchmarks/protonet_speed.py --data-root /work/shared/data/omniglot
+    python benchmarks/protonet_speed.py --data-root ../shared/data/omniglot
     python benchmarks/protonet_speed.py --dataset glyphs --meta-batch 4 --device cuda
 """
 

@@ -10,7 +10,6 @@ from torch import nn
 from fewshot.functional import (
     DecomposedBatchNorm,
     TaskBatcher,
-    adam,
     batch_norm_batch_stats,
     bn_eval,
     call,
@@ -22,11 +21,11 @@ from fewshot.functional import (
     resolve_mode,
     running_stat_names,
     select,
-    sgd,
     strip,
     vmap_tasks,
 )
 from fewshot.nn import MLP, Conv4
+from fewshot.optim import adam, sgd
 
 
 def test_parameter_dicts_are_the_modules_tensors():

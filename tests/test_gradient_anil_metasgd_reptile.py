@@ -11,8 +11,9 @@ from torch import nn
 from fewshot.algorithms.gradient import ANIL, FOMAML, MAML, MetaSGD, Reptile
 from fewshot.algorithms.gradient.reptile import shot_major
 from fewshot.data import Episode
-from fewshot.functional import inner_loop, sgd
+from fewshot.functional import inner_loop
 from fewshot.nn import MLP, Conv4
+from fewshot.optim import sgd
 
 
 def tiny_mlp(seed=0) -> MLP:

@@ -367,3 +367,23 @@ def test_adapt_norm_false_keeps_batchnorm_out_of_the_inner_loop_only():
 def test_zero_head_needs_a_head():
     with pytest.raises(ValueError, match="zero_head needs a linear head"):
         MAML(torch.nn.Linear(4, 3), zero_head=True)
+
+
+def test_inner_optimizers_are_values_and_a_learned_one_needs_no_subclass():
+    from fewshot.algorithms.gradient import MetaSGD
+    from fewshot.optim import LearnedRates, adam
+
+    model, ep = tiny_mlp(), episode()
+    metasgd = MetaSGD(copy.deepcopy(model), inner_lr=0.3, inner_steps=2)
+    plugged = MAML(copy.deepcopy(model), inner_lr=0.3, inner_steps=2)
+    plugged.inner_opt = LearnedRates(plugged.fast_parameters(), 0.3)  # any learned rule plugs in the same way
+    (a, _), (b, _) = metasgd.meta_loss(ep), plugged.meta_loss(ep)
+    ga, gb = torch.autograd.grad(a, list(metasgd.parameters())), torch.autograd.grad(b, list(plugged.parameters()))
+    assert torch.equal(a, b) and all(torch.equal(x, y) for x, y in zip(ga, gb))
+    assert len(ga) == 8 and all(g.abs().sum() > 0 for g in ga[4:])  # the rates are meta-trained
+    by_name = MAML(copy.deepcopy(model), inner_lr=0.05, inner_steps=2, inner_opt="adam")
+    by_value = MAML(copy.deepcopy(model), inner_lr=0.05, inner_steps=2, inner_opt=adam(0.05))
+    sgd_loss = MAML(copy.deepcopy(model), inner_lr=0.05, inner_steps=2).meta_loss(ep)[0]
+    assert torch.equal(by_name.meta_loss(ep)[0], by_value.meta_loss(ep)[0]) and not torch.equal(
+        by_name.meta_loss(ep)[0], sgd_loss
+    )

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from fewshot.data import download, get_dataset, omniglot
+from fewshot.data import download, get_dataset, omniglot, omniglot_release
 from fewshot.data.omniglot import VAL_ALPHABETS, load_omniglot
 
 # --- synthetic releases ----------------------------------------------------------------
@@ -167,7 +167,7 @@ def test_one_cached_decode_serves_every_split(fake_root, fresh_cache, monkeypatc
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(omniglot, "read_zip_image", no_decoding)
+    monkeypatch.setattr(omniglot_release, "read_zip_image", no_decoding)
     load_omniglot(fake_root, "test", splits="alphabet", rotations=True)
     load_omniglot(fake_root, "train", splits="small1")
     assert len(list(fresh_cache.glob("*.safetensors"))) == 1
@@ -275,7 +275,7 @@ def real_vinyals_train(omniglot_root):
 
 
 def test_real_vinyals_split(omniglot_root, real_vinyals_train, monkeypatch):
-    monkeypatch.setattr(omniglot, "read_zip_image", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(omniglot_release, "read_zip_image", lambda *a, **k: pytest.fail("decoded again"))
     counts = {"train": 4112, "val": 688, "trainval": 4800, "test": 1692}
     for split, n in counts.items():
         ds = real_vinyals_train if split == "train" else load_omniglot(omniglot_root, split)

@@ -1,23 +1,14 @@
-"""benchmarks/reproduce.py: the results table and run reuse (no training here)."""
+"""fewshot.reproduce (benchmarks/reproduce.py): the results table and run reuse (no training here)."""
 
-import importlib.util
+import argparse
 import json
+import runpy
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
-
-
-@pytest.fixture(scope="module")
-def reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["reproduce"]
+from fewshot.reproduce import cli, measure, records, rows, table
 
 
 def record(**changes):
@@ -39,19 +30,19 @@ def record(**changes):
     return base | changes
 
 
-def test_table_shows_measured_cells_beside_published_and_the_rest_as_not_run(reproduce, tmp_path):
+def test_table_shows_measured_cells_beside_published_and_the_rest_as_not_run(tmp_path):
     (tmp_path / "protonet-20w1s.json").write_text(json.dumps(record()))
-    text = reproduce.table(str(tmp_path))
+    text = table.table(str(tmp_path))
     line = next(x for x in text.splitlines() if "20w1s (learner of 5w1s)" in x)
     assert "95.50 +- 0.20" in line and "| 96.0 |" in line and "-0.50" in line
     assert "100 / 200 (reduced)" in line and "10 min" in line and "--steps 100" in line
     # every other published cell is listed with its command and why it has no number
-    assert text.count("not run yet") == sum(len(r.published) for r in reproduce.ROWS.values()) - 1
+    assert text.count("not run yet") == sum(len(r.published) for r in rows.ROWS.values()) - 1
     assert "| MAML | 5w1s | not run yet (second order wants a GPU" in text
     assert "- MatchingNet: no FCE" in text
 
 
-def test_changed_ignores_where_files_go_and_how_it_is_tested_but_not_the_recipe(reproduce):
+def test_changed_ignores_where_files_go_and_how_it_is_tested_but_not_the_recipe():
     a = {"steps": 100, "lr": 0.001, "out": "a", "quiet": True, "device": "cpu", "algorithm_options": {"inner_steps": 5}}
     elsewhere = {
         "out": "b",
@@ -61,53 +52,53 @@ def test_changed_ignores_where_files_go_and_how_it_is_tested_but_not_the_recipe(
         "test_shots": 5,
         "keep_freed_memory": 0,
     }
-    assert reproduce._changed(a, a | elsewhere) == set()
-    assert reproduce._changed(a, a | {"algorithm_options": {"inner_steps": 5, "adapt_batch": 10}}) == set()
-    assert reproduce._changed(a, a | {"steps": 200, "algorithm_options": {"inner_steps": 10}}) == {
+    assert measure.changed_settings(a, a | elsewhere) == set()
+    assert measure.changed_settings(a, a | {"algorithm_options": {"inner_steps": 5, "adapt_batch": 10}}) == set()
+    assert measure.changed_settings(a, a | {"steps": 200, "algorithm_options": {"inner_steps": 10}}) == {
         "steps",
         "algorithm_options",
     }
 
 
-def test_a_run_folder_with_another_recipe_is_refused_not_resumed(reproduce, tmp_path):
+def test_a_run_folder_with_another_recipe_is_refused_not_resumed(tmp_path):
     from fewshot.engine.config import load_config
 
     out = tmp_path / "reptile-20w1s"
     out.mkdir()
     old = load_config("omniglot-reptile-20w1s").to_dict() | {"steps": 15000}
     (out / "config.json").write_text(json.dumps(old))
-    args = reproduce.argparse.Namespace(data_root="unused", device="cpu", steps=None, set=[])
+    args = argparse.Namespace(data_root="unused", device="cpu", steps=None, set=[])
     with pytest.raises(SystemExit, match="holds a run with other settings \\(steps\\)"):
-        reproduce.train("omniglot-reptile-20w1s", out, args)
+        measure.train("omniglot-reptile-20w1s", out, args)
 
 
-def test_own_trains_each_cell_on_its_own_preset_instead_of_the_shared_learner(reproduce):
-    relation = reproduce.ROWS["relation"]
-    assert reproduce.trained_as(relation, "20w1s", own=False) == "5w1s"
-    assert reproduce.trained_as(relation, "20w1s", own=True) == "20w1s"
-    assert reproduce.trained_as(reproduce.ROWS["maml"], "20w5s", own=False) == "20w5s"
+def test_own_trains_each_cell_on_its_own_preset_instead_of_the_shared_learner():
+    relation = rows.ROWS["relation"]
+    assert rows.trained_as(relation, "20w1s", own=False) == "5w1s"
+    assert rows.trained_as(relation, "20w1s", own=True) == "20w1s"
+    assert rows.trained_as(rows.ROWS["maml"], "20w5s", own=False) == "20w5s"
 
 
-def test_cell_shape(reproduce):
-    assert reproduce.cell_shape("20w5s") == (20, 5)
+def test_cell_shape():
+    assert rows.cell_shape("20w5s") == (20, 5)
 
 
-def test_recorded_command_leaves_out_where_files_are(reproduce, tmp_path):
+def test_recorded_command_leaves_out_where_files_are(tmp_path):
     argv = ["relation", "--cells", "5w1s", "--runs", "/tmp/x", "--data-root=/d", "--set", "step_size=2000"]
-    assert reproduce.command(argv) == "python benchmarks/reproduce.py relation --cells 5w1s --set step_size=2000"
+    assert records.command(argv) == "python benchmarks/reproduce.py relation --cells 5w1s --set step_size=2000"
     old = record(command="python benchmarks/reproduce.py protonet --steps 100 --runs /work/runs/reproduce")
     (tmp_path / "protonet-20w1s.json").write_text(json.dumps(old))
-    text = reproduce.table(str(tmp_path))
+    text = table.table(str(tmp_path))
     assert "`python benchmarks/reproduce.py protonet --steps 100` |" in text and "/work/runs" not in text
 
 
-def test_reptile_shares_a_learner_only_between_presets_that_train_alike(reproduce):
+def test_reptile_shares_a_learner_only_between_presets_that_train_alike():
     from fewshot.engine.config import load_config
 
     def changed(a, b):  # the settings that shape training and differ: reproduce's own comparison
-        return reproduce._changed(load_config(a).to_dict(), load_config(b).to_dict())
+        return measure.changed_settings(load_config(a).to_dict(), load_config(b).to_dict())
 
-    reptile = reproduce.ROWS["reptile"]
+    reptile = rows.ROWS["reptile"]
     assert reptile.shared
     for cell, source in reptile.shared.items():
         assert changed(f"omniglot-reptile-{cell}", f"omniglot-reptile-{source}") == set()
@@ -115,12 +106,12 @@ def test_reptile_shares_a_learner_only_between_presets_that_train_alike(reproduc
     assert changed("omniglot-fomaml-5w5s", "omniglot-fomaml-5w1s")
 
 
-def test_row_notes_read_the_inner_loop_off_the_presets(reproduce, tmp_path, monkeypatch):
-    assert reproduce.recipes("protonet", reproduce.ROWS["protonet"]) == ""  # metric methods have no inner loop
-    assert reproduce.recipes("anil", reproduce.ROWS["anil"]) == (
+def test_row_notes_read_the_inner_loop_off_the_presets(tmp_path, monkeypatch):
+    assert table.recipes("protonet", rows.ROWS["protonet"]) == ""  # metric methods have no inner loop
+    assert table.recipes("anil", rows.ROWS["anil"]) == (
         "presets: meta-batch 16, 5 inner steps of lr 0.1, 5 steps at test"
     )
-    reptile = reproduce.recipes("reptile", reproduce.ROWS["reptile"])
+    reptile = table.recipes("reptile", rows.ROWS["reptile"])
     assert reptile.startswith("presets: meta-batch 5, 10-shot training tasks, 50 steps at test")
     assert reptile.endswith(
         "5w1s, 5w5s: 5 inner Adam steps of lr 0.001 on 10 examples; "
@@ -129,57 +120,55 @@ def test_row_notes_read_the_inner_loop_off_the_presets(reproduce, tmp_path, monk
     # a preset's change reaches the note: the note is not a copy of the preset
     preset = tmp_path / "omniglot-anil-20w5s.yaml"
     preset.write_text("base: omniglot-anil-20w5s\nmeta_batch: 8\n")
-    real = reproduce.recipe
-    monkeypatch.setattr(reproduce, "recipe", lambda p: real(str(preset) if p.endswith("anil-20w5s") else p))
-    assert reproduce.recipes("anil", reproduce.ROWS["anil"]) == (
+    real = table.recipe
+    monkeypatch.setattr(table, "recipe", lambda p: real(str(preset) if p.endswith("anil-20w5s") else p))
+    assert table.recipes("anil", rows.ROWS["anil"]) == (
         "presets: 5 inner steps of lr 0.1, 5 steps at test; 20w1s: meta-batch 16; 20w5s: meta-batch 8"
     )
 
 
-def test_a_variant_row_trains_another_rows_presets_with_its_settings(reproduce, tmp_path, monkeypatch):
+def test_a_variant_row_trains_another_rows_presets_with_its_settings(tmp_path, monkeypatch):
     from fewshot.engine.config import load_config
 
-    calls, real_train = [], reproduce.train
+    calls, real_train = [], measure.train
 
     class Learner:
         def evaluate(self, **kwargs):
-            return reproduce.argparse.Namespace(mean=0.97, ci95=0.001, episodes=kwargs["episodes"])
+            return argparse.Namespace(mean=0.97, ci95=0.001, episodes=kwargs["episodes"])
 
     def train(preset, out, args, overrides=()):
         calls.append((preset, out.name, overrides))
         return Learner(), {"steps": 5, "preset_steps": 60000}, 1.0
 
-    monkeypatch.setattr(reproduce, "train", train)
+    monkeypatch.setattr(measure, "train", train)
     monkeypatch.setattr(sys, "argv", ["reproduce.py", "anil-zero", "--cells", "20w5s"])
-    Namespace = reproduce.argparse.Namespace
+    Namespace = argparse.Namespace
     args = Namespace(cells=["20w5s"], own=False, runs=str(tmp_path / "runs"), results=str(tmp_path), episodes=10)
-    reproduce.run_row("anil-zero", args)
+    measure.run_row("anil-zero", args)
     assert calls == [("omniglot-anil-20w5s", "anil-zero-20w5s", ("algorithm_options.zero_head=true",))]
     saved = json.loads((tmp_path / "anil-zero-20w5s.json").read_text())
     assert saved["row"] == "anil-zero" and saved["published"] == 98.0 and saved["accuracy"] == pytest.approx(97.0)
-    assert "| ANIL, zero head | 20w5s | 97.00 +- 0.10 | 98.0 |" in reproduce.table(str(tmp_path))
-    assert reproduce.recipes("anil-zero", reproduce.ROWS["anil-zero"]) == reproduce.recipes(
-        "anil", reproduce.ROWS["anil"]
-    )
+    assert "| ANIL, zero head | 20w5s | 97.00 +- 0.10 | 98.0 |" in table.table(str(tmp_path))
+    assert table.recipes("anil-zero", rows.ROWS["anil-zero"]) == table.recipes("anil", rows.ROWS["anil"])
     # the real train applies the overrides: a run folder of the plain preset is refused, not resumed
     out = tmp_path / "anil-zero-20w5s"
     out.mkdir()
     (out / "config.json").write_text(json.dumps(load_config("omniglot-anil-20w5s").to_dict()))
     plain = Namespace(data_root="unused", device="cpu", steps=None, set=[])
     with pytest.raises(SystemExit, match="other settings \\(algorithm_options\\)"):
-        real_train("omniglot-anil-20w5s", out, plain, reproduce.ROWS["anil-zero"].settings)
+        real_train("omniglot-anil-20w5s", out, plain, rows.ROWS["anil-zero"].settings)
 
 
-def test_every_row_cell_names_a_preset_tested_on_that_cell(reproduce):
+def test_every_row_cell_names_a_preset_tested_on_that_cell():
     from fewshot.engine.config import load_config
 
-    for name, row in reproduce.ROWS.items():
+    for name, row in rows.ROWS.items():
         for cell in row.published:
             config = load_config(f"omniglot-{row.presets or name}-{cell}")
-            assert (config.test_ways, config.test_shots) == reproduce.cell_shape(cell), (name, cell)
+            assert (config.test_ways, config.test_shots) == rows.cell_shape(cell), (name, cell)
 
 
-def test_a_row_with_the_papers_test_options_records_both_tests(reproduce, tmp_path, monkeypatch):
+def test_a_row_with_the_papers_test_options_records_both_tests(tmp_path, monkeypatch):
     import torch
 
     from fewshot.algorithms.spec import LearnerSpec, build_algorithm
@@ -203,33 +192,33 @@ def test_a_row_with_the_papers_test_options_records_both_tests(reproduce, tmp_pa
     )
 
     class Learner:
-        config = reproduce.argparse.Namespace(test_split="test")
+        config = argparse.Namespace(test_split="test")
 
         def dataset(self, split):
             return data
 
         def evaluate(self, **kwargs):  # the preset's own test: the running statistics
-            return reproduce.test_with_options(run, {}, self, kwargs["ways"], kwargs["shots"], kwargs["episodes"])
+            return measure.test_with_options(run, {}, self, kwargs["ways"], kwargs["shots"], kwargs["episodes"])
 
-    monkeypatch.setattr(reproduce, "train", lambda *a: (Learner(), {"steps": 5, "preset_steps": 40000}, 1.0))
+    monkeypatch.setattr(measure, "train", lambda *a: (Learner(), {"steps": 5, "preset_steps": 40000}, 1.0))
     monkeypatch.setattr(sys, "argv", ["reproduce.py", "relation", "--cells", "5w1s"])
-    args = reproduce.argparse.Namespace(
+    args = argparse.Namespace(
         cells=["5w1s"], own=False, runs=str(tmp_path / "runs"), results=str(tmp_path / "results"), episodes=20
     )
-    reproduce.run_row("relation", args)
+    measure.run_row("relation", args)
     saved = json.loads((tmp_path / "results" / "relation-5w1s.json").read_text())
-    batch = reproduce.test_with_options(run, {"bn": "batch"}, Learner(), 5, 1, 20)
-    running = reproduce.test_with_options(run, {}, Learner(), 5, 1, 20)
+    batch = measure.test_with_options(run, {"bn": "batch"}, Learner(), 5, 1, 20)
+    running = measure.test_with_options(run, {}, Learner(), 5, 1, 20)
     assert batch.mean != running.mean  # the option reaches the test
     assert saved["test_options"] == {"bn": "batch"} and saved["accuracy"] == pytest.approx(100 * batch.mean)
     assert saved["preset_test"]["accuracy"] == pytest.approx(100 * running.mean)
-    text = reproduce.table(str(tmp_path / "results"))
+    text = table.table(str(tmp_path / "results"))
     assert f"| RelationNet | 5w1s | {100 * batch.mean:.2f} +- {100 * batch.ci95:.2f} |" in text
     assert f"the presets' own test, without bn=batch: 5w1s {100 * running.mean:.2f}" in text
     # a record measured before the row took the paper's test says so
     old = {k: v for k, v in saved.items() if k not in ("test_options", "preset_test")}
     (tmp_path / "results" / "relation-5w1s.json").write_text(json.dumps(old))
-    assert "| RelationNet | 5w1s (tested without bn=batch) |" in reproduce.table(str(tmp_path / "results"))
+    assert "| RelationNet | 5w1s (tested without bn=batch) |" in table.table(str(tmp_path / "results"))
 
 
 @pytest.mark.parametrize(
@@ -240,14 +229,22 @@ def test_a_row_with_the_papers_test_options_records_both_tests(reproduce, tmp_pa
         (["protonet", "--cells", "5w1s", "--data-root", "/nonexistent/omniglot"], "Omniglot folder not found"),
     ],
 )
-def test_bad_arguments_stop_with_one_usage_error_before_training(
-    reproduce, tmp_path, monkeypatch, capsys, argv, message
-):
+def test_bad_arguments_stop_with_one_usage_error_before_training(tmp_path, monkeypatch, capsys, argv, message):
     runs, results = tmp_path / "runs", tmp_path / "results"
     monkeypatch.setattr(sys, "argv", ["reproduce.py", *argv, "--runs", str(runs), "--results", str(results)])
-    monkeypatch.setattr(reproduce, "train", lambda *a, **k: pytest.fail("trained despite bad arguments"))
+    monkeypatch.setattr(measure, "train", lambda *a, **k: pytest.fail("trained despite bad arguments"))
     with pytest.raises(SystemExit) as stop:
-        reproduce.main()
+        cli.main()
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
     assert not runs.exists() and not results.exists()
+
+
+def test_the_script_is_the_package_command_line(monkeypatch, capsys):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "protonet", "--cells", "3w1s"])
+    monkeypatch.setattr(measure, "train", lambda *a, **k: pytest.fail("trained despite bad arguments"))
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(script), run_name="__main__")
+    assert stop.value.code == 2
+    assert "reproduce.py: error: protonet has no cell 3w1s" in capsys.readouterr().err

@@ -84,28 +84,26 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(checkpoint):
+def server(checkpoint, tmp_path_factory):
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fewshot", "serve", str(checkpoint), "--port", str(port), "--api-key", API_KEY],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            pytest.fail(proc.stdout.read().decode())
-    else:
-        proc.kill()
-        pytest.fail("server did not start")
-    yield url, port
-    proc.terminate()
-    proc.wait(10)
+    log = tmp_path_factory.mktemp("server") / "output.txt"
+    argv = [sys.executable, "-m", "fewshot", "serve", str(checkpoint), "--port", str(port), "--api-key", API_KEY]
+    with open(log, "wb") as output, subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT) as proc:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120  # a loaded machine starts slowly
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+            if proc.poll() is not None:
+                pytest.fail(log.read_text())
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"server did not start in 120 s: {log.read_text()}")
+        yield url, port
+        proc.terminate()
+        proc.wait(10)
 
 
 def task_json(shapes=("circle", "cross", "hline"), queries=(("circle", 9), ("hline", 8))):

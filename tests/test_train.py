@@ -8,7 +8,7 @@ from tiny import TinyProto, clustered
 
 from fewshot.engine import CheckpointError, TrainConfig, Trainer, read_checkpoint
 from fewshot.engine.checkpoint import read_training_state, save_checkpoint
-from fewshot.engine.train import lr_factor
+from fewshot.engine.optimizers import lr_factor
 
 
 def config(tmp_path, **changes):

@@ -133,13 +133,15 @@ for _name, _target in {
     INNER_OPTIMIZERS.register(_name, _target)
 
 COMMANDS = Registry("command", "fewshot.commands")  # ``fewshot NAME ...`` of packages the core never imports
+COMMANDS.register("nas", "fewshot.nas.cli:main")
 
 
 def accepted_options(target) -> set[str] | None:
     """Keyword names that ``target`` (a class or function) takes, following ``**settings`` up the
     class hierarchy; ``None`` when it takes any keyword."""
     names: set[str] = set()
-    for fn in [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]:
+    inits = [vars(c)["__init__"] for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else []
+    for fn in inits or [target]:
         params = inspect.signature(fn).parameters.values()
         names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
         if not any(p.kind is p.VAR_KEYWORD for p in params):

@@ -35,10 +35,12 @@ def make_head(
     initial weights are drawn from it (linear: PyTorch's default U(-1/sqrt(D), 1/sqrt(D)))."""
     if kind not in HEADS:
         raise ValueError(f"unknown head {kind!r}; valid: {', '.join(HEADS)}")
-    head = nn.Linear(in_features, out_features) if kind == "linear" else CosineLinear(in_features, out_features, scale)
+    head: nn.Linear | CosineLinear = (
+        nn.Linear(in_features, out_features) if kind == "linear" else CosineLinear(in_features, out_features, scale)
+    )
     if generator is not None:
         with torch.no_grad():
-            if kind == "linear":
+            if isinstance(head, nn.Linear):
                 bound = in_features**-0.5
                 for p in (head.weight, head.bias):
                     p.copy_((torch.rand(p.shape, generator=generator) * 2 - 1) * bound)

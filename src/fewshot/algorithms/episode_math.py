@@ -56,7 +56,7 @@ def frozen_forward(module: nn.Module, *inputs: Tensor, batch_stats: bool = False
         return module(*inputs)
     bn = "batch" if batch_stats else "running"
     buffers = {name: b if b is None else b.clone() for name, b in functional_buffers(module, bn).items()}
-    return torch.func.functional_call(module, buffers, inputs)
+    return torch.func.functional_call(module, buffers, inputs)  # type: ignore[arg-type]  # None: unused stats
 
 
 def task_ways(support_y: Tensor) -> int:

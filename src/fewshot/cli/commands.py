@@ -88,10 +88,10 @@ def _eval_dataset(args, stored):
 
 def evaluate(args) -> int:
     from fewshot.engine.config import parse_overrides
+    from fewshot.engine.devices import resolve_device
     from fewshot.engine.evaluate import evaluate as run_protocol
     from fewshot.engine.evaluate import evaluate_episodes
     from fewshot.engine.learners import load_learner
-    from fewshot.engine.train import resolve_device
 
     overrides = parse_overrides(args.set)
     if set(overrides) - {"algorithm_options"}:
@@ -175,7 +175,7 @@ def predict(args) -> int:
     if args.json:
         print(json.dumps({"classes": prediction.classes, "predictions": rows}))
     else:
-        width = max(len(r["file"]) for r in rows)
+        width = max(len(str(r["file"])) for r in rows)
         for r in rows:
             print(f"{r['file']:<{width}}  {r['class']}  {r['probability']:.3f}")
     return 0

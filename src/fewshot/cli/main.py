@@ -7,6 +7,7 @@ import logging
 import sys
 
 from fewshot.cli import commands
+from fewshot.registry import COMMANDS
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
@@ -109,10 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir")
     pl.add_argument("--out", help="PNG path (default RUN_DIR/curves.png)")
     pl.set_defaults(run=commands.plot)
+
+    for name in COMMANDS.names():  # application packages' commands, dispatched before parsing (see main)
+        sub.add_parser(name, help=f"{name} commands (fewshot {name} --help)", add_help=False)
     return parser
 
 
+def run_command(name: str, argv: list[str]) -> int:
+    """``fewshot NAME ...`` of an application package: its ``main(argv)``, imported only now."""
+    try:
+        command = COMMANDS.get(name)
+    except ValueError as e:  # the package's extra is not installed
+        print(f"fewshot {name}: error: {e}; install it with: pip install 'fewshot[{name}]'", file=sys.stderr)
+        return EXIT_USAGE
+    return command(argv) or 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMMANDS:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        return run_command(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)

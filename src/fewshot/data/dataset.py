@@ -39,6 +39,7 @@ class FewShotDataset:
         self.labels = labels
         self.classes = list(classes)
         self.name = name
+        self.preprocessing: dict | None = None  # images: how the files became tensors (size, channels, ...)
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(self.classes)):
             raise ValueError(f"{name}: labels must lie in 0..{len(self.classes) - 1}")
 

@@ -10,6 +10,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -67,15 +68,18 @@ def download_omniglot(root: str | os.PathLike, *, source: str | os.PathLike | No
             if dest.exists():
                 logger.info("%s already present, kept", dest)
             elif source is not None:
-                _write_atomically(dest, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+                _write_atomically(dest, partial(_copy, source / name))
             else:
-                fetch_checked = lambda tmp, name=name: _fetch_checked(OMNIGLOT_URL + name, tmp, OMNIGLOT_MD5[name])  # noqa: E731
-                _write_atomically(dest, fetch_checked)
+                _write_atomically(dest, partial(_fetch_checked, OMNIGLOT_URL + name, md5=OMNIGLOT_MD5[name]))
     except BaseException:
         if created and not any(root.iterdir()):  # leave no empty folder behind
             root.rmdir()
         raise
     return root
+
+
+def _copy(source: Path, tmp: Path) -> None:
+    shutil.copyfile(source, tmp)
 
 
 def _fetch_checked(url: str, tmp: Path, md5: str) -> None:

@@ -90,7 +90,8 @@ def decode_image(
         raise
     except Image.DecompressionBombError:  # over twice Image.MAX_IMAGE_PIXELS, where Pillow gives no size
         limit = "Pillow's decompression-bomb limit" if max_pixels is None else f"the limit of {max_pixels}"
-        raise ImageTooLarge(f"{name}: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, over {limit}") from None
+        guard = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageTooLarge(f"{name}: more than {guard} pixels, over {limit}") from None
     except UnidentifiedImageError:  # its message quotes a BytesIO repr, not the file
         raise ValueError(f"{name}: not a readable image (not a format Pillow recognises)") from None
     except _DECODE_ERRORS as err:

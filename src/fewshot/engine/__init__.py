@@ -1,4 +1,4 @@
-"""Training, evaluation, checkpoints and logging: the layer with side effects."""
+"""Training, evaluation, run folders, checkpoints and logging: the layer that writes files and processes."""
 
 from fewshot.engine.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from fewshot.engine.config import TrainConfig, load_config

@@ -104,9 +104,13 @@ class TrainConfig:
 
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-AT_LEAST_ONE = ("ways", "shots", "queries", "meta_batch", "batch_size", "val_every", "val_episodes")
-AT_LEAST_ONE += ("log_every", "test_ways", "test_shots", "test_queries", "patience")
-TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}
+AT_LEAST_ONE = ("ways", "shots", "queries", "meta_batch", "batch_size", "val_every", "val_episodes", "log_every") + (
+    "test_ways",
+    "test_shots",
+    "test_queries",
+    "patience",
+)
+TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}
 TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false", "dict": "a mapping"}
 TYPE_NAMES["None"] = "null"
 CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("constant", "cosine", "linear", "step")}

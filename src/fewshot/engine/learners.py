@@ -115,6 +115,8 @@ def load_learner(path, options: dict | None = None) -> tuple[Algorithm, StoredLe
     path = checkpoint_folder(path)
     meta, state = read_checkpoint(path)
     stored = stored_learner(path, meta)
+    if meta.get("format", 1) == 1 and stored.spec.algorithm == "metasgd":  # 0.1.0 named Meta-SGD's rates lrs.*
+        state = {f"inner_opt.{k}" if k.startswith("lrs.") else k: v for k, v in state.items()}
     spec = stored.spec.with_options(**options) if options else stored.spec
     algorithm = build_algorithm(spec)
     load_state(algorithm, state, path)

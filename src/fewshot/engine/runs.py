@@ -80,7 +80,7 @@ def stored_config(run_dir: Path) -> dict:
 
 def differences(old: dict, new: dict) -> dict[str, tuple]:
     """``{"key": (old, new)}`` for the settings that differ; options compared key by key (``algorithm_options.x``)."""
-    out = {}
+    out: dict[str, tuple] = {}
     for key in old.keys() | new.keys():
         a, b = old.get(key), new.get(key)
         if key.endswith("_options") and isinstance(a, dict) and isinstance(b, dict):

@@ -89,8 +89,8 @@ class Progress:
             shown = {k: f"{v:.3f}" for k, v in metrics.items() if k in ("loss", "accuracy", "mse")}
             self.bar.set_postfix(shown, refresh=False)  # drawn at the bar's own pace
         elif self.enabled and step % self.every == 0:
-            shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-            log.info("step %d/%d %s", step, self.total, shown)
+            text = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+            log.info("step %d/%d %s", step, self.total, text)
 
     def note(self, text: str) -> None:
         if not self.enabled:

@@ -1,6 +1,6 @@
 """One meta-training loop for every algorithm.
 
-Adam/SGD with a warmup + constant/cosine/step schedule, gradient clipping, bfloat16
+Adam/SGD with a warmup + constant/cosine/linear/step schedule (``optimizers.py``), gradient clipping, bfloat16
 autocast on GPU, validation on a fixed set of episodes, best-checkpoint selection,
 early stopping, exact resume (``last/`` is saved every ``val_every`` steps, validated or not,
 so a killed run loses at most ``val_every`` steps), Ctrl-C or SIGTERM saves and exits cleanly, metrics to
@@ -16,26 +16,28 @@ Run folder::
 from __future__ import annotations
 
 import json
-import math
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from fewshot.algorithms.base import Algorithm
 from fewshot.algorithms.spec import LearnerSpec
 from fewshot.data.episode import Episode
-from fewshot.data.sampler import EpisodeSampler
 from fewshot.engine import distributed as D
 from fewshot.engine import runs
+from fewshot.engine.batches import BatchSource, batch_source
 from fewshot.engine.checkpoint import CheckpointError, load_state, read_checkpoint, read_training_state, save_checkpoint
 from fewshot.engine.config import TrainConfig
+from fewshot.engine.devices import resolve_device, to_device
 from fewshot.engine.evaluate import EvalResult, evaluate
 from fewshot.engine.learners import checkpoint_metadata
 from fewshot.engine.memory import keep_freed_memory
+from fewshot.engine.optimizers import lr_factor, make_optimizer
+from fewshot.engine.signals import stop_on_signals
 from fewshot.engine.tracking import Progress, RunLogger
 
 
@@ -51,45 +53,9 @@ class TrainResult:
     finished_before: bool = False  # a resume of a run that had nothing left to do: nothing was trained or written
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' requested but MPS is not available")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device {name!r}: valid devices are auto, cpu, cuda, cuda:N, mps") from None
-
-
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; valid: adam, sgd")
-
-
-def lr_factor(config: TrainConfig, step: int) -> float:
-    """Multiplier of ``lr`` at ``step``: linear warmup, then the schedule."""
-    if config.warmup and step < config.warmup:
-        return (step + 1) / config.warmup
-    if config.schedule == "constant":
-        return 1.0
-    done = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))  # of the post-warmup steps
-    if config.schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * done))
-    if config.schedule == "linear":  # to 0 at the last step, as Reptile anneals its outer step size
-        return 1.0 - done
-    if config.schedule == "step":
-        return config.gamma ** (step // (config.step_size or max(1, config.steps // 4)))
-    raise ValueError(f"unknown schedule {config.schedule!r}; valid: constant, cosine, linear, step")
-
-
 class Trainer:
-    """Meta-trains ``algorithm`` on episodes of ``train_data`` as ``config`` says.
+    """Meta-trains ``algorithm`` on batches of ``train`` (a ``BatchSource``, or a labelled dataset or task
+    family to draw episodes from, see ``engine.batches``) as ``config`` says.
 
     ``spec`` (the ``LearnerSpec`` of ``algorithm``) goes into every checkpoint so that
     evaluate, predict and serve can rebuild the learner. A folder that
@@ -100,8 +66,8 @@ class Trainer:
     def __init__(
         self,
         config: TrainConfig,
-        algorithm: nn.Module,
-        train_data,
+        algorithm: Algorithm,
+        train: BatchSource | Any,
         val_data=None,
         test_data=None,
         *,
@@ -115,7 +81,7 @@ class Trainer:
             out = (runs.RUNS / runs.LATEST).resolve() if resume else runs.new_run_dir(config)
             config = config.replace(out=str(out))
         self.config, self.spec, self.transform = config, spec, transform
-        self.run_dir = Path(config.out)
+        self.run_dir = Path(str(config.out))
         if resume and not (self.run_dir / "last").is_dir():
             raise CheckpointError(
                 f"{self.run_dir}: no saved state to resume from (last/ is saved every val_every steps); "
@@ -137,15 +103,15 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.algorithm = algorithm.to(self.device)
         if config.channels_last and getattr(algorithm, "channels_last", True):
-            self.algorithm.to(memory_format=torch.channels_last)  # changes 4-d tensors only
-        self.train_data, self.val_data, self.test_data = (
-            _to_device(d, self.device) for d in (train_data, val_data, test_data)
-        )
-        self.sampler = EpisodeSampler(self.train_data, config.ways, config.shots, config.queries, seed=config.seed)
+            self.algorithm.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # 4-d tensors only
+        train, self.val_data, self.test_data = (to_device(d, self.device) for d in (train, val_data, test_data))
+        self.batches = batch_source(self.algorithm, train, config)
         self.augment_generator = torch.Generator().manual_seed(config.seed + 1)
         self.optimizer = make_optimizer(config, [p for p in self.algorithm.parameters() if p.requires_grad])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(config, s))
-        self.step, self.best_step, self.best_val, self.stale = 0, None, None, 0
+        self.step, self.stale = 0, 0
+        self.best_step: int | None = None
+        self.best_val: float | None = None
         self.stop_requested = False
         self.best_state: dict | None = None  # weights of the best validation, kept for the final test
         self.log_window: list[dict] = []  # training metrics since the last metrics.jsonl record
@@ -172,19 +138,9 @@ class Trainer:
         )
 
     # -- one step -------------------------------------------------------------------------
-    @property
-    def supervised(self) -> bool:
-        """Algorithms with ``supervised_loss`` (FineTune) pre-train on batches with global labels."""
-        return hasattr(self.algorithm, "supervised_loss") and hasattr(self.train_data, "labels")
-
-    def next_batch(self) -> Episode | tuple[Tensor, Tensor]:
-        c = self.config
-        if not self.supervised:
-            return self.sampler.sample(c.meta_batch)
-        index = torch.randint(len(self.train_data), (c.batch_size,), generator=self.sampler.generator)
-        return self.train_data.gather(index), self.train_data.labels[index]
-
-    def train_step(self, batch: Episode | tuple[Tensor, Tensor]) -> dict[str, float]:
+    def train_step(self, batch: Episode | tuple[Tensor, Tensor] | Any) -> dict[str, float]:
+        """One meta-update on an ``Episode`` (split over processes), a supervised ``(x, y)`` batch
+        (``supervised_loss``), or any other batch the algorithm's ``meta_loss`` takes."""
         self.algorithm.train()
         amp = self.config.amp and self.device.type == "cuda"
         if isinstance(batch, Episode):
@@ -196,12 +152,15 @@ class Trainer:
                 episode = augment_episode(episode, self.transform, self.augment_generator)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, metrics = self.algorithm.meta_loss(episode)
-        else:
+        elif isinstance(batch, tuple):
             x, y = (t.tensor_split(self.world.size)[self.world.rank].to(self.device) for t in batch)
             if self.transform is not None:
                 x = self.transform(x, self.augment_generator)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-                loss, metrics = self.algorithm.supervised_loss(x, y)
+                loss, metrics = getattr(self.algorithm, "supervised_loss")(x, y)  # noqa: B009 (FineTune's)
+        else:  # tasks of another kind (rollouts, optimizees): the algorithm's own meta-batch
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                loss, metrics = self.algorithm.meta_loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"meta-loss became {float(loss)} at step {self.step}; lower lr or clip gradients")
         self.optimizer.zero_grad(set_to_none=True)
@@ -213,7 +172,7 @@ class Trainer:
         self.scheduler.step()
         D.sync_buffers(self.algorithm, self.world)
         metrics = {k: float(v) for k, v in metrics.items()}
-        return {**D.mean_metrics(metrics, self.world), "lr": self.scheduler.get_last_lr()[0]}
+        return {**D.mean_metrics(metrics, self.world), "lr": float(self.scheduler.get_last_lr()[0])}
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self, callback=None) -> TrainResult:
@@ -225,10 +184,10 @@ class Trainer:
         progress = Progress(self.step, c.steps, quiet=c.quiet, every=c.log_every * 10, enabled=self.world.is_writer)
         interrupted, window = False, self.log_window
         started = time.monotonic() - self.train_seconds
-        restore = _stop_on_signals(self)
+        restore = stop_on_signals(self)
         try:
             while self.step < c.steps and not self._stop_agreed():
-                metrics = self.train_step(self.next_batch())
+                metrics = self.train_step(self.batches.next())
                 self.step += 1
                 window.append(metrics)
                 progress.update(self.step, metrics)
@@ -354,7 +313,7 @@ class Trainer:
     def _save_last(self, finished: bool = False) -> None:
         if not self.world.is_writer:
             return
-        state = {
+        state: dict[str, Any] = {
             "step": self.step,
             "finished": finished,
             "stopped_early": self.stopped_early,
@@ -365,7 +324,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "sampler_rng": self.sampler.generator.get_state(),
+            "sampler_rng": self.batches.generator.get_state(),
             "augment_rng": self.augment_generator.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
@@ -382,7 +341,7 @@ class Trainer:
         except (ValueError, KeyError) as e:
             raise CheckpointError(f"{path}: optimizer state does not fit this run ({e})") from None
         self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.generator.set_state(state["sampler_rng"])
+        self.batches.generator.set_state(state["sampler_rng"])
         self.augment_generator.set_state(state["augment_rng"])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
@@ -399,27 +358,3 @@ class Trainer:
         self.stopped_early = state.get("stopped_early", False)
         if self.best_step is not None:
             self.best_state = read_checkpoint(self.run_dir / "checkpoint")[1]
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; what schedulers send before they preempt
-
-
-def _stop_on_signals(trainer: Trainer):
-    """First Ctrl-C or SIGTERM: finish the current step, save, exit cleanly. Second: stop at once."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-
-    def handler(signum, frame):
-        if trainer.stop_requested:
-            raise KeyboardInterrupt
-        trainer.stop_requested = True
-
-    for s in STOP_SIGNALS:
-        signal.signal(s, handler)
-    return lambda: [signal.signal(s, h) for s, h in previous.items()]
-
-
-def _to_device(data, device: torch.device):
-    """Datasets held as one tensor move to the training device once (sampling = gather)."""
-    return data.to(device) if data is not None and hasattr(data, "to") and device.type != "cpu" else data

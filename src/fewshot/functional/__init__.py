@@ -1,7 +1,7 @@
 """The ``torch.func`` core: parameters as dicts, pure inner loops, the task axis."""
 
 from fewshot.functional.batching import TaskBatcher, loop_tasks, resolve_mode, vmap_tasks
-from fewshot.functional.inner_loop import InnerOptimizer, adam, inner_loop, sgd
+from fewshot.functional.inner_loop import inner_loop
 from fewshot.functional.norm import DecomposedBatchNorm, batch_norm_batch_stats
 from fewshot.functional.params import (
     bn_eval,
@@ -17,9 +17,7 @@ from fewshot.functional.params import (
 
 __all__ = [
     "DecomposedBatchNorm",
-    "InnerOptimizer",
     "TaskBatcher",
-    "adam",
     "batch_norm_batch_stats",
     "bn_eval",
     "buffers",
@@ -32,7 +30,6 @@ __all__ = [
     "resolve_mode",
     "running_stat_names",
     "select",
-    "sgd",
     "strip",
     "vmap_tasks",
 ]

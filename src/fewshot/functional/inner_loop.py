@@ -14,72 +14,45 @@ neither under ``vmap`` nor inside ``torch.compile`` without graph breaks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor
 
 from fewshot.functional.params import Params, detach
+from fewshot.optim.inner import InnerOptimizer
 
 LossFn = Callable[..., Tensor]
 """``loss_fn(params, *data) -> scalar`` for one task."""
 
-LearningRate = float | Tensor | Mapping[str, Tensor]
-"""A float, a scalar tensor, or one tensor per parameter (Meta-SGD)."""
+
+@overload
+def inner_loop(
+    loss_fn: LossFn,
+    params: Params,
+    *data: Tensor,
+    steps: int,
+    optimizer: InnerOptimizer,
+    first_order: bool = ...,
+    engine: str = ...,
+    batch_size: int | None = ...,
+    return_state: Literal[False] = ...,
+) -> tuple[Params, Tensor]: ...
 
 
-class InnerOptimizer(NamedTuple):
-    """A functional optimizer: ``state = init(params)``;
-    ``params, state = step(params, grads, state)``."""
-
-    init: Callable[[Params], Any]
-    step: Callable[[Params, Params, Any], tuple[Params, Any]]
-
-
-def _lr(lr: LearningRate, name: str) -> float | Tensor:
-    return lr[name] if isinstance(lr, Mapping) else lr
-
-
-def sgd(lr: LearningRate) -> InnerOptimizer:
-    """Plain gradient descent ``p - lr * g`` (``lr`` may be per parameter)."""
-
-    def step(params: Params, grads: Params, state: Any) -> tuple[Params, Any]:
-        return {k: p - _lr(lr, k) * grads[k] for k, p in params.items()}, state
-
-    return InnerOptimizer(lambda params: (), step)
-
-
-def adam(lr: LearningRate, betas: tuple[float, float] = (0.0, 0.999), eps: float = 1e-8) -> InnerOptimizer:
-    """Adam with bias correction; ``betas[0] = 0`` by default as in Reptile.
-
-    The state is ``(t, m, v)`` with the moments flat, [P] over all parameters in the
-    params dict's order: a handful of vector ops a step instead of a dozen per tensor.
-    """
-    b1, b2 = betas
-
-    def init(params: Params) -> tuple[int, Tensor, Tensor]:
-        zeros = next(iter(params.values())).new_zeros(sum(p.numel() for p in params.values()))  # [P]
-        return 0, zeros, zeros
-
-    def step(params: Params, grads: Params, state: tuple[int | Tensor, Tensor, Tensor]) -> tuple[Params, Any]:
-        t, m, v = state
-        t = t + 1  # never in place: t may be a carried tensor (Reptile's carry_adam)
-        g = torch.cat([grads[k].reshape(-1) for k in params])  # [P]
-        m = g if b1 == 0 else b1 * m + (1 - b1) * g  # [P]
-        v = torch.addcmul(b2 * v, g, g, value=1 - b2)  # [P]
-        c1, root_c2 = 1 - b1**t, (1 - b2**t) ** 0.5
-        # (m / c1) / (sqrt(v / c2) + eps), with the bias corrections moved onto the scalars
-        direction = m / (v.sqrt() + eps * root_c2) * (root_c2 / c1)  # [P]
-        sizes = [p.numel() for p in params.values()]
-        if isinstance(lr, Mapping):  # one rate per parameter
-            new = {k: p - lr[k] * d.view_as(p) for (k, p), d in zip(params.items(), direction.split(sizes))}
-        else:
-            flat = torch.cat([p.reshape(-1) for p in params.values()]) - lr * direction  # [P]
-            new = {k: d.view_as(p) for (k, p), d in zip(params.items(), flat.split(sizes))}
-        return new, (t, m, v)
-
-    return InnerOptimizer(init, step)
+@overload
+def inner_loop(
+    loss_fn: LossFn,
+    params: Params,
+    *data: Tensor,
+    steps: int,
+    optimizer: InnerOptimizer,
+    first_order: bool = ...,
+    engine: str = ...,
+    batch_size: int | None = ...,
+    return_state: Literal[True],
+) -> tuple[Params, Tensor, Any]: ...
 
 
 def inner_loop(
@@ -113,7 +86,7 @@ def inner_loop(
     if batch_size is not None:
         offsets = torch.arange(batch_size, device=data[0].device)  # [b]
     state = optimizer.init(params)
-    losses = []
+    losses: list[Tensor] = []
     for step in range(steps):
         point = detach(params) if first_order else params
         batch = data
@@ -125,8 +98,8 @@ def inner_loop(
             grads = detach(grads)  # loss_fn may close over tensors that carry a graph
         params, state = optimizer.step(params, grads, state)
         losses.append(loss.detach())
-    losses = torch.stack(losses) if losses else torch.empty(0)
-    return (params, losses, state) if return_state else (params, losses)
+    stacked = torch.stack(losses) if losses else torch.empty(0)  # [steps]
+    return (params, stacked, state) if return_state else (params, stacked)
 
 
 def _autograd_grad_and_value(loss_fn: LossFn, first_order: bool) -> Callable[..., tuple[Params, Tensor]]:

@@ -89,4 +89,5 @@ def bn_eval(module: nn.Module, enabled: bool = True) -> Iterator[None]:
 
 def call(module: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor | None], *args) -> Tensor:
     """``module(*args)`` with its parameters and buffers taken from the dicts."""
-    return torch.func.functional_call(module, ({**buffers}, {**params}), args, strict=False)
+    dicts = ({**buffers}, {**params})  # a None buffer: a running statistic that is not used
+    return torch.func.functional_call(module, dicts, args, strict=False)  # type: ignore[arg-type]

@@ -225,9 +225,10 @@ async def _read_multipart(request: Request, limits: Limits):
                 raise Refusal(422, f"label[{i}]: expected a non-empty text field")
         if len(labels) != len(files):
             raise Refusal(422, f"{len(files)} support files but {len(labels)} label fields; send one label per file")
-        support = [(await f.read(), _where("support", i, f.filename)) for i, f in enumerate(files)]
-        query_data = [(await f.read(), _where("query", i, f.filename)) for i, f in enumerate(queries)]
-        names = [f.filename or f"query[{i}]" for i, f in enumerate(queries)]
+        uploads = [f for f in files if not isinstance(f, str)], [f for f in queries if not isinstance(f, str)]
+        support = [(await f.read(), _where("support", i, f.filename)) for i, f in enumerate(uploads[0])]
+        query_data = [(await f.read(), _where("query", i, f.filename)) for i, f in enumerate(uploads[1])]
+        names = [f.filename or f"query[{i}]" for i, f in enumerate(uploads[1])]
     finally:
         await form.close()
     return support, labels, query_data, names

@@ -1,4 +1,4 @@
-"""Gradient-based meta-learners: MAML, FOMAML, ANIL, Meta-SGD, Reptile."""
+"""Gradient-based meta-learners: MAML, FOMAML, ANIL and Meta-SGD (MAML variants), Reptile."""
 
 from fewshot.algorithms.gradient.anil import ANIL
 from fewshot.algorithms.gradient.common import GradientAlgorithm

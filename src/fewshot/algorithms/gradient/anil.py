@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 
-from fewshot.algorithms.gradient.common import GradientAlgorithm
+from fewshot.algorithms.gradient.maml import MAML
 from fewshot.functional import call, strip
 from fewshot.functional.params import Params
 from fewshot.nn.backbones import Backbone
@@ -25,7 +25,7 @@ def _head_prefixes(model: nn.Module, head: str | nn.Module | Sequence[str]) -> t
     return prefixes
 
 
-class ANIL(GradientAlgorithm):
+class ANIL(MAML):
     """MAML whose inner loop adapts only ``head`` (a submodule, its name, or several names);
     the body is trained by the outer loop only.
 
@@ -59,9 +59,11 @@ class ANIL(GradientAlgorithm):
     def _embed(self, params: Params, buffers: Mapping, x: Tensor) -> Tensor:
         if not self.split_forward:
             return x
-        return call(self.model.features, strip(params, "features"), strip(buffers, "features"), x)
+        features: nn.Module = self.model.features  # type: ignore[assignment]  # a fewshot.nn Backbone's
+        return call(features, strip(params, "features"), strip(buffers, "features"), x)  # type: ignore[arg-type]
 
     def _predict(self, params: Params, buffers: Mapping, z: Tensor) -> Tensor:
         if not self.split_forward:
             return call(self.model, params, buffers, z)
-        return call(self.model.head, strip(params, "head"), strip(buffers, "head"), z)
+        head: nn.Module = self.model.head  # type: ignore[assignment]
+        return call(head, strip(params, "head"), strip(buffers, "head"), z)  # type: ignore[arg-type]

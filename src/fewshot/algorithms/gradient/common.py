@@ -1,5 +1,7 @@
-"""What every gradient-based meta-learner shares: the functional forward, the inner
-loop on one task, the task axis, the BatchNorm policy, ``adapt`` and the metrics.
+"""What every gradient-based meta-learner shares: the functional state, the inner loop on
+one task with the inner optimizer it was given, the task axis, the BatchNorm policy,
+``adapt`` and the metrics. Each method's own maths (``_task`` and ``meta_loss``: MAML's
+inner and outer loop, Reptile's) is in its own file.
 
 BatchNorm (``bn``), the same in ``meta_loss`` and ``adapt``:
 
@@ -29,10 +31,11 @@ from torch import Tensor, nn
 from fewshot.algorithms.base import Algorithm, Predictor, backbone_for, checked_options
 from fewshot.algorithms.spec import LearnerSpec
 from fewshot.data.episode import Episode
-from fewshot.functional import InnerOptimizer, TaskBatcher, bn_eval, call, detach, functional_buffers, inner_loop, sgd
+from fewshot.functional import TaskBatcher, bn_eval, call, detach, functional_buffers, inner_loop
 from fewshot.functional.batching import resolve_mode
 from fewshot.functional.norm import DecomposedBatchNorm
 from fewshot.functional.params import BN_MODES, Params
+from fewshot.optim.inner import InnerOptimizer, get_inner_optimizer
 
 TASKS = ("auto", "classification", "regression")
 
@@ -41,7 +44,10 @@ class GradientAlgorithm(Algorithm):
     """Abstract base of MAML, FOMAML, ANIL, Meta-SGD and Reptile.
 
     model: the network, ``model(x [M, ...]) -> logits [M, N]`` (or values [M, D]).
-    inner_lr, inner_steps: the inner loop, plain SGD ``theta - inner_lr * grad``.
+    inner_lr, inner_steps: the inner loop, plain SGD ``theta - inner_lr * grad`` by default.
+    inner_opt: another inner optimizer (``fewshot.optim``): a value such as ``adam(0.01)``, a
+        registered name (built with ``inner_lr``), or a module with meta-learned parameters
+        (``LearnedRates``, a learned update rule) that the outer loop trains.
     first_order: detach the inner gradients (FOMAML).
     task: ``"classification"`` (cross-entropy, accuracy), ``"regression"`` (MSE) or
         ``"auto"`` (regression when the targets are floats).
@@ -82,6 +88,7 @@ class GradientAlgorithm(Algorithm):
         adapt_steps: int | None = None,
         zero_head: bool = False,
         adapt_norm: bool = True,
+        inner_opt: str | InnerOptimizer | nn.Module | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(inner_steps, int) or inner_steps < 0:
@@ -100,6 +107,7 @@ class GradientAlgorithm(Algorithm):
         self.task, self.bn, self.task_batching = task, bn, task_batching
         self.adapt_steps, self.zero_head = adapt_steps, zero_head
         self.outer_only = set() if adapt_norm else _norm_parameters(model)
+        self.inner_opt = get_inner_optimizer(inner_opt, self.inner_lr)  # a module registers as a submodule
         self._batcher = TaskBatcher(self._task, num_shared=1, mode=task_batching, compile=compile)
 
     # -- pieces subclasses override -------------------------------------------------
@@ -109,7 +117,18 @@ class GradientAlgorithm(Algorithm):
         return True
 
     def _optimizer(self, state: Mapping[str, Any]) -> InnerOptimizer:
-        return sgd(self.inner_lr)
+        """The inner optimizer for one task; a learned one gets its parameters from ``state``."""
+        if isinstance(self.inner_opt, nn.Module):
+            return self.inner_opt.functional(state["inner_opt"])  # type: ignore[operator]  # see fewshot.optim
+        return self.inner_opt
+
+    def fast_parameters(self) -> dict[str, Tensor]:
+        """The model's parameters that the inner loop adapts."""
+        return {
+            k: p
+            for k, p in self.model.named_parameters()
+            if p.requires_grad and self._is_fast(k) and k not in self.outer_only
+        }
 
     def _embed(self, params: Params, buffers: Mapping, x: Tensor) -> Tensor:
         """The part of the forward that the inner loop never changes (default: none)."""
@@ -120,15 +139,18 @@ class GradientAlgorithm(Algorithm):
         return call(self.model, params, buffers, z)
 
     def _extra_state(self, detached: bool) -> dict[str, Any]:
-        return {}
+        if not isinstance(self.inner_opt, nn.Module):
+            return {}
+        own = dict(self.inner_opt.named_parameters())
+        return {"inner_opt": detach(own) if detached else own}
 
     # -- the functional core ----------------------------------------------------------
 
     def _state(self, detached: bool = False) -> dict[str, Any]:
         """Everything a task needs besides its data: trainable and frozen parameters,
-        buffers under the BatchNorm policy, and subclass extras (Meta-SGD's rates)."""
-        params = {k: p for k, p in self.model.named_parameters()}
-        fast = {k: p for k, p in params.items() if p.requires_grad and self._is_fast(k) and k not in self.outer_only}
+        buffers under the BatchNorm policy, a learned inner optimizer's parameters, and extras."""
+        params: dict[str, Tensor] = dict(self.model.named_parameters())
+        fast = self.fast_parameters()
         if not fast:
             raise ValueError(f"{type(self).__name__}: no trainable parameters to adapt in the inner loop")
         slow = {k: p for k, p in params.items() if k not in fast}
@@ -174,10 +196,10 @@ class GradientAlgorithm(Algorithm):
         steps: int,
         first_order: bool,
         batch_size: int | None = None,
-        return_state: bool = False,
-    ) -> tuple[Params, Tensor] | tuple[Params, Tensor, Any]:
-        """Adapt ``fast`` on one task's embedded support ``z`` [M, ...], labels ``y`` [M]
-        (in minibatches of ``batch_size`` rows; ``return_state``: see ``inner_loop``)."""
+    ) -> tuple[Params, Tensor, Any]:
+        """Adapt ``fast`` on one task's embedded support ``z`` [M, ...], labels ``y`` [M] (in minibatches
+        of ``batch_size`` rows): the adapted parameters, the loss before each step [steps] and the
+        inner optimizer's final state."""
         slow, buffers = state["slow"], state["buffers"]
 
         def support_loss(f: Params, z: Tensor, y: Tensor) -> Tensor:
@@ -193,27 +215,13 @@ class GradientAlgorithm(Algorithm):
             first_order=first_order,
             engine=state.get("grad_engine", "func"),
             batch_size=batch_size,
-            return_state=return_state,
+            return_state=True,
         )
 
     def _task(self, state: Mapping[str, Any], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> dict[str, Tensor]:
-        """One task: adapt on the support set, score the query set at the adapted params.
-
-        sx [N*K, ...], sy [N*K], qx [N*Q, ...], qy [N*Q]
-        """
-        buffers, full = state["buffers"], {**state["slow"], **state["fast"]}
-        zs, zq = self._embed(full, buffers, sx), self._embed(full, buffers, qx)
-        adapted, losses = self._inner(state, state["fast"], zs, sy, self.inner_steps, self.first_order)
-        full = {**state["slow"], **adapted}
-        logits = self._predict(full, buffers, zq)  # [N*Q, N]
-        after = self._loss(self._predict(detach(full), buffers, zs.detach()), sy).detach()
-        return {
-            "loss": self._loss(logits, qy),
-            "score": self._score(logits, qy),
-            "support_before": losses[0] if len(losses) else after,
-            "support_after": after,
-            "logits": logits,
-        }
+        """One task (sx [N*K, ...], sy [N*K], qx [N*Q, ...], qy [N*Q]) -> ``loss``, ``score``,
+        ``support_before``, ``support_after`` and the query ``logits``: each method's own maths."""
+        raise NotImplementedError
 
     def _run(self, episode: Episode, state: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
         """``_task`` over the episode's task axis; every output gets a leading [B]."""
@@ -237,12 +245,6 @@ class GradientAlgorithm(Algorithm):
 
     # -- the Algorithm interface --------------------------------------------------------
 
-    def meta_loss(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
-        """Mean over tasks of the query loss at the adapted parameters."""
-        out = self._run(episode)
-        loss = out["loss"].mean()
-        return loss, self._metrics(out, episode.query_y)
-
     def query_predictions(self, episode: Episode) -> Tensor:
         """The query logits [B, N*Q, N] at the adapted parameters, as ``meta_loss`` sees them."""
         return self._run(episode)["logits"]
@@ -258,7 +260,7 @@ class GradientAlgorithm(Algorithm):
         with torch.enable_grad(), self._bn_mode():
             zs = self._embed({**slow, **state["fast"]}, buffers, support_x)
             zs, support_y, batch = self._adapt_data(zs, support_y)
-            adapted, _ = self._inner(state, state["fast"], zs, support_y, steps, first_order=True, batch_size=batch)
+            adapted, _, _ = self._inner(state, state["fast"], zs, support_y, steps, first_order=True, batch_size=batch)
         return {**slow, **detach(adapted)}
 
     def _adapt_data(self, zs: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int | None]:

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from fewshot.algorithms.gradient.common import GradientAlgorithm
 from fewshot.data.episode import Episode
-from fewshot.functional import InnerOptimizer, adam, detach, sgd
+from fewshot.functional import detach
+from fewshot.optim.inner import InnerOptimizer, adam, sgd
 
 INNER_OPTIMIZERS = ("sgd", "adam")
 INNER_DATA = ("support", "support+query")
@@ -62,6 +63,10 @@ class Reptile(GradientAlgorithm):
     into evaluation; averaging over the meta-batch is the batched stand-in for that chain.
     """
 
+    adam_step: Tensor  # the carried inner Adam (buffers, with carry_adam)
+    adam_m: Tensor
+    adam_v: Tensor
+
     def __init__(
         self,
         model: nn.Module,
@@ -80,6 +85,8 @@ class Reptile(GradientAlgorithm):
             raise ValueError("Reptile is first-order by construction")
         if settings.get("zero_head"):
             raise ValueError("Reptile moves the initialisation towards the adapted weights; zero_head does not apply")
+        if settings.get("inner_opt") is not None:
+            raise ValueError("Reptile's inner optimizer is inner_optimizer='sgd' or 'adam' (with adam_betas)")
         if settings.get("adapt_norm") is False:
             raise ValueError("Reptile trains only what its inner loop adapts; adapt_norm=False does not apply")
         if inner_optimizer not in INNER_OPTIMIZERS:
@@ -90,7 +97,8 @@ class Reptile(GradientAlgorithm):
         for name, batch in (("inner_batch", inner_batch), ("adapt_batch", adapt_batch)):
             if batch is not None and batch < 1:
                 raise ValueError(f"{name} must be >= 1, got {batch}")
-        self.inner_optimizer, self.inner_data, self.adam_betas = inner_optimizer, inner_data, tuple(adam_betas)
+        self.inner_optimizer, self.inner_data = inner_optimizer, inner_data
+        self.adam_betas: tuple[float, float] = (float(adam_betas[0]), float(adam_betas[1]))
         self.inner_batch, self.adapt_batch = inner_batch, adapt_batch
         if carry_adam and inner_optimizer != "adam":
             raise ValueError("carry_adam keeps the inner Adam's moments; it needs inner_optimizer='adam'")
@@ -138,7 +146,6 @@ class Reptile(GradientAlgorithm):
             self.inner_steps,
             first_order=True,
             batch_size=self.inner_batch,
-            return_state=True,
         )
         full = {**slow, **adapted}
         logits = self._predict(full, buffers, qx)  # [N*Q, N]

@@ -43,10 +43,9 @@ class ProtoNet(Algorithm):
             raise ValueError(f"unknown distance {distance!r}; valid: {', '.join(DISTANCES)}")
         self.encoder = encoder
         self.distance = distance
-        if distance == "cosine" and learn_scale:
-            self.scale = nn.Parameter(torch.tensor(float(scale)))
-        else:
-            self.scale = float(scale)
+        self.scale: nn.Parameter | float = (
+            nn.Parameter(torch.tensor(float(scale))) if distance == "cosine" and learn_scale else float(scale)
+        )
 
     def score(self, query_z: Tensor, prototypes: Tensor) -> Tensor:
         """Logits [B, Q, N] of query embeddings [B, Q, D] against prototypes [B, N, D]."""

@@ -53,10 +53,13 @@ class RelationModule(nn.Module):
 
     def forward(self, classes: Tensor, queries: Tensor) -> Tensor:
         (b, n, c), q = classes.shape[:3], queries.shape[1]
-        conv, rest = self.convs[0][0], self.convs[0][1:]  # conv | BN-ReLU of the first block
+        first: nn.Sequential = self.convs[0]  # type: ignore[assignment]  # conv | BN-ReLU of the first block
+        conv: nn.Conv2d = first[0]  # type: ignore[assignment]
+        rest = first[1:]
         weight, options = conv.weight, dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
-        left = F.conv2d(classes.flatten(0, 1), weight[:, :c], conv.bias, **options)  # [B*N, hidden, h, w]
-        right = F.conv2d(queries.flatten(0, 1), weight[:, c:], None, **options)  # [B*Q, hidden, h, w]
+        left = F.conv2d(classes.flatten(0, 1), weight[:, :c], conv.bias, **options)  # type: ignore[call-overload]
+        right = F.conv2d(queries.flatten(0, 1), weight[:, c:], None, **options)  # type: ignore[call-overload]
+        # left [B*N, hidden, h, w], right [B*Q, hidden, h, w]
         pairs = right.unflatten(0, (b, q, 1)) + left.unflatten(0, (b, 1, n))  # [B, Q, N, hidden, h, w]
         x = self.convs[1:](rest(pairs.flatten(0, 2)))  # [B*Q*N, hidden, h', w']
         return torch.sigmoid(self.fc(x)).view(b, q, n)
