@@ -5,6 +5,7 @@ from torch import nn
 
 from fewshot.algorithms.base import Algorithm
 from fewshot.data import FewShotDataset
+from fewshot.engine import TrainConfig, Trainer
 
 
 def clustered(classes=12, per_class=10, dim=8, noise=1.0, seed=0):
@@ -39,3 +40,32 @@ class TinyProto(Algorithm):
 
     def adapt(self, support_x, support_y):
         return lambda query_x: self._logits(support_x, support_y, query_x)
+
+
+def config(tmp_path, **changes) -> TrainConfig:
+    """A short run of the tiny learner on clustered arrays, validated and tested."""
+    base = dict(
+        dataset="arrays",
+        ways=3,
+        shots=2,
+        queries=3,
+        meta_batch=2,
+        steps=12,
+        lr=0.01,
+        val_every=4,
+        val_episodes=20,
+        test_episodes=30,
+        out=str(tmp_path / "run"),
+        quiet=True,
+        tensorboard=False,
+        log_every=2,
+        schedule="cosine",
+        warmup=2,
+    )
+    return TrainConfig(**{**base, **changes})
+
+
+def trainer(cfg, resume=False, validate=True) -> Trainer:
+    torch.manual_seed(0)
+    val = clustered(seed=1) if validate else None
+    return Trainer(cfg, TinyProto(), clustered(), val, clustered(seed=2), resume=resume)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from typing import Any
@@ -80,9 +81,10 @@ class Registry:
         return target
 
     def summary(self, name: str) -> str:
-        """The first line of the entry's docstring."""
-        doc = inspect.getdoc(self.get(name)) or ""
-        return doc.split("\n", 1)[0]
+        """The first sentence of the entry's docstring, on one line."""
+        paragraph = " ".join((inspect.getdoc(self.get(name)) or "").split("\n\n", 1)[0].split())
+        sentence = re.split(r"(?<=\.)\s", paragraph, maxsplit=1)[0].replace("``", "")
+        return sentence if len(sentence) <= 100 else sentence[:99].rstrip(" ,;(") + "…"
 
     def build(self, name: str, *args: Any, reserved: tuple[str, ...] = (), **options: Any) -> Any:
         """``get(name)(*args, **options)`` after checking ``options`` against its signature

@@ -241,7 +241,7 @@ def test_bad_arguments_stop_with_one_usage_error_before_training(tmp_path, monke
 
 
 def test_the_script_is_the_package_command_line(monkeypatch, capsys):
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "reproduce.py"
     monkeypatch.setattr(sys, "argv", [str(script), "protonet", "--cells", "3w1s"])
     monkeypatch.setattr(measure, "train", lambda *a, **k: pytest.fail("trained despite bad arguments"))
     with pytest.raises(SystemExit) as stop:

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 
+import cli_args
 import pytest
 import torch
 from images import make_tree
@@ -20,35 +21,7 @@ def data(tmp_path_factory):
 
 
 def train_argv(data, *extra, steps=8):
-    return [
-        "train",
-        "--dataset",
-        "image-folder",
-        "--data-root",
-        str(data),
-        "--ways",
-        "3",
-        "--shots",
-        "1",
-        "--queries",
-        "2",
-        "--steps",
-        str(steps),
-        "--quiet",
-        "--test-episodes",
-        "6",
-        "--set",
-        "dataset_options.image_size=28",
-        "--set",
-        "dataset_options.channels=1",
-        "--set",
-        "val_every=3",
-        "--set",
-        "val_episodes=6",
-        "--set",
-        "tensorboard=false",
-        *extra,
-    ]
+    return cli_args.train_argv(data, None, *extra, steps=steps, test_episodes=6, val_every=3, val_episodes=6)
 
 
 def fingerprint(folder):

@@ -6,60 +6,30 @@ import subprocess
 import sys
 
 import torch
+from cli_args import train_argv
 from images import make_tree
 
 from fewshot.engine.checkpoint import read_checkpoint
 
 
 def train_args(data, out, steps=3):
-    return [
-        "train",
-        "--algorithm",
-        "maml",
-        "--dataset",
-        "image-folder",
-        "--data-root",
-        str(data),
-        "--ways",
-        "3",
-        "--shots",
-        "1",
-        "--queries",
-        "2",
-        "--meta-batch",
-        "4",
-        "--steps",
-        str(steps),
-        "--out",
-        str(out),
-        "--quiet",
-        "--test-episodes",
-        "2",
-        "--seed",
-        "3",
-        "--set",
-        "dataset_options.image_size=28",
-        "--set",
-        "dataset_options.channels=1",
-        "--set",
-        "backbone_options.hidden=8",
-        "--set",
-        "algorithm_options.task_batching=loop",
-        "--set",
-        "val_split=none",
-        "--set",
-        "tensorboard=false",
-        "--set",
-        "grad_clip=10",
-        "--set",
-        "time_limit=1e9",  # never reached, but every step asks all processes whether it is
-        # SGD, not Adam: Adam turns the float noise of gradients that are zero in exact
-        # arithmetic (conv biases before BatchNorm) into full-size steps
-        "--set",
-        "optimizer=sgd",
-        "--set",
-        "lr=0.5",
-    ]
+    """MAML, meta-batch 4, a narrow Conv4 and plain SGD: SGD, not Adam, because Adam turns the float
+    noise of gradients that are zero in exact arithmetic (conv biases before BatchNorm) into full-size steps."""
+    flags = ("--algorithm", "maml", "--meta-batch", "4", "--seed", "3")
+    return train_argv(
+        data,
+        out,
+        *flags,
+        steps=steps,
+        test_episodes=2,
+        backbone_options__hidden=8,
+        algorithm_options__task_batching="loop",
+        val_split="none",
+        grad_clip=10,
+        time_limit=1e9,  # never reached, but every step asks all processes whether it is
+        optimizer="sgd",
+        lr=0.5,
+    )
 
 
 def run(cmd, timeout=600, **env):
@@ -123,7 +93,7 @@ close_world(trainer.world)
 def test_a_stop_on_one_process_stops_all_at_the_same_step(tmp_path):
     script = tmp_path / "one_rank_stops.py"
     script.write_text(ONE_RANK_STOPS)
-    tests = os.path.dirname(__file__)
+    tests = os.path.dirname(os.path.dirname(__file__))  # tests/, where tiny.py is
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     result = run([*cmd, str(script), str(tmp_path / "run")], timeout=120, PYTHONPATH=tests)  # a hang fails
     reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from cli_args import train_argv
 from images import draw, make_tree
 
 from fewshot.cli import main
@@ -47,39 +48,7 @@ def checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     data = make_tree(root / "shapes")
     out = root / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                "image-folder",
-                "--data-root",
-                str(data),
-                "--ways",
-                "3",
-                "--shots",
-                "1",
-                "--queries",
-                "2",
-                "--steps",
-                "4",
-                "--out",
-                str(out),
-                "--quiet",
-                "--test-episodes",
-                "5",
-                "--set",
-                "dataset_options.image_size=28",
-                "--set",
-                "dataset_options.channels=1",
-                "--set",
-                "val_split=none",
-                "--set",
-                "tensorboard=false",
-            ]
-        )
-        == 0
-    )
+    assert main(train_argv(data, out, steps=4, test_episodes=5, val_split="none")) == 0
     return out / "checkpoint"
 
 
@@ -310,7 +279,7 @@ def test_predict_refuses_a_huge_or_unreadable_support_image_in_one_line(
 
 def load_script(url: str, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "FEWSHOT_API_KEY"}
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_load.py"
     cmd = [sys.executable, str(script), "--url", url, "--requests", "2", "--concurrency", "1", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
 

@@ -5,7 +5,7 @@ import ctypes.util
 
 import pytest
 import torch
-from test_train import config, trainer
+from tiny import config, trainer
 
 import fewshot.engine.train as train_module
 from fewshot.engine.memory import keep_freed_memory

@@ -16,7 +16,7 @@ from fewshot.engine.checkpoint import save_checkpoint
 from fewshot.engine.learners import checkpoint_metadata, load_learner
 from fewshot.registry import ALGORITHMS
 
-FORMAT_1 = Path(__file__).parent / "fixtures" / "checkpoint-format-1"
+FORMAT_1 = Path(__file__).parents[1] / "fixtures" / "checkpoint-format-1"
 TINY_OPTIONS = {"finetune": {"finetune_steps": 3}, "reptile": {"inner_steps": 2}}
 
 

@@ -4,39 +4,11 @@ import types
 
 import pytest
 import torch
-from tiny import TinyProto, clustered
+from tiny import TinyProto, clustered, config, trainer
 
 from fewshot.engine import CheckpointError, TrainConfig, Trainer, read_checkpoint
 from fewshot.engine.checkpoint import read_training_state, save_checkpoint
 from fewshot.engine.optimizers import lr_factor
-
-
-def config(tmp_path, **changes):
-    base = dict(
-        dataset="arrays",
-        ways=3,
-        shots=2,
-        queries=3,
-        meta_batch=2,
-        steps=12,
-        lr=0.01,
-        val_every=4,
-        val_episodes=20,
-        test_episodes=30,
-        out=str(tmp_path / "run"),
-        quiet=True,
-        tensorboard=False,
-        log_every=2,
-        schedule="cosine",
-        warmup=2,
-    )
-    return TrainConfig(**{**base, **changes})
-
-
-def trainer(cfg, resume=False, validate=True):
-    torch.manual_seed(0)
-    val = clustered(seed=1) if validate else None
-    return Trainer(cfg, TinyProto(), clustered(), val, clustered(seed=2), resume=resume)
 
 
 def params(module):
@@ -56,7 +28,7 @@ def test_run_folder_and_result(tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["split"] == "train"] == [2, 4, 6, 8, 10, 12]
     assert [r["step"] for r in records if r["split"] == "val"] == [4, 8, 12]
-    assert result.test.episodes == 30 and 0 <= result.test.accuracy <= 1
+    assert result.test.episodes == 30 and result.test.accuracy > 0.8  # chance is 1/3: the clusters are learnt
     meta, _ = read_checkpoint(run / "checkpoint")
     assert meta["learner"] is None  # a hand-built module: its weights, without a spec to rebuild it
     assert meta["metrics"]["test"]["accuracy"] == result.test.accuracy and meta["training"]["steps"] == 12
