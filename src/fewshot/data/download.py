@@ -6,12 +6,12 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+
+from fewshot.files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +68,9 @@ def download_omniglot(root: str | os.PathLike, *, source: str | os.PathLike | No
             if dest.exists():
                 logger.info("%s already present, kept", dest)
             elif source is not None:
-                _write_atomically(dest, partial(_copy, source / name))
+                write_atomically(dest, partial(_copy, source / name))
             else:
-                _write_atomically(dest, partial(_fetch_checked, OMNIGLOT_URL + name, md5=OMNIGLOT_MD5[name]))
+                write_atomically(dest, partial(_fetch_checked, OMNIGLOT_URL + name, md5=OMNIGLOT_MD5[name]))
     except BaseException:
         if created and not any(root.iterdir()):  # leave no empty folder behind
             root.rmdir()
@@ -88,14 +88,3 @@ def _fetch_checked(url: str, tmp: Path, md5: str) -> None:
     actual = md5sum(tmp)
     if actual != md5:
         raise ValueError(f"{url}: checksum mismatch (MD5 {actual}, expected {md5}); the download was discarded")
-
-
-def _write_atomically(dest: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` into a temporary file next to ``dest``, then rename it to ``dest``."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
