@@ -3,16 +3,24 @@
 An all-reduce of meta-gradients rather than DistributedDataParallel: second-order
 inner loops call ``torch.autograd.grad`` inside the forward, which DDP's hooks do not
 expect. Buffers (BatchNorm running statistics) follow rank 0, as with DDP.
+
+Several machines are torchrun's business (``--nnodes``, c10d rendezvous): a process here sees only
+its ``RANK`` and ``WORLD_SIZE``. An elastic restart re-runs the same command; ``Trainer`` then
+continues from ``last/`` (``runs.continues_after_restart``) and ``agree`` checks that every process
+restored the same state.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+log = logging.getLogger("fewshot")
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,14 @@ def init_world(device: str) -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
+    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    if restarts and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and os.environ.get("RANK") == "0":
+        log.warning(
+            "torchrun --max-restarts %d with its rendezvous store shared: a restarted group may read the old "
+            "group's addresses and fail to connect (pytorch/pytorch#135712); "
+            "export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 before torchrun",
+            restarts,
+        )
     if not dist.is_initialized():
         # NCCL for CUDA tensors, gloo for the small CPU ones (metrics, flags)
         dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.startswith("cuda") else "gloo")
@@ -72,6 +88,17 @@ def any_rank(flag: bool, world: World) -> bool:
     value = torch.tensor([float(flag)])
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def agree(values: list[float], world: World) -> bool:
+    """Whether every process holds the same ``values`` (the same list length on each)."""
+    if world.size == 1:
+        return True
+    low = torch.tensor(values, dtype=torch.float64)
+    high = low.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    return torch.equal(low, high)
 
 
 def close_world(world: World) -> None:

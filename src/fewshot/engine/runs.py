@@ -25,9 +25,34 @@ TEST_TIME_OPTIONS = frozenset({"adapt_steps", "adapt_batch"})  # algorithm optio
 RUN_FILES = ("config.json", "metrics.jsonl", "result.json", "curves.png", "checkpoint", "last", "tensorboard")
 
 
+def torchrun_id() -> str | None:
+    """The id torchrun gave this job (``--rdzv-id``, default ``none``; ``--standalone`` draws one);
+    None outside torchrun."""
+    return os.environ.get("TORCHELASTIC_RUN_ID") or None
+
+
+def continues_after_restart(run_dir: Path) -> bool:
+    """Whether torchrun re-ran this command (an elastic restart, or the job started again under the
+    same ``--rdzv-id``) and ``run_dir/last`` holds what this job saved: then it continues as ``--resume``."""
+    run_id = torchrun_id()
+    if run_id is None or not (Path(run_dir) / "last").is_dir():
+        return False
+    if run_id == "none" and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
+        return False  # torchrun's default id names no job: only a restart counts
+    from fewshot.engine.checkpoint import CheckpointError, read_training_state  # torch: only here
+
+    try:
+        return read_training_state(Path(run_dir) / "last").get("elastic_run_id") == run_id
+    except CheckpointError:  # damaged: refused as a run in the way; --resume then names the damage
+        return False
+
+
 def new_run_dir(config: TrainConfig, root: Path = RUNS) -> Path:
-    """A fresh folder name for a run without ``out``; under torchrun, the same on every process."""
-    run_id = os.environ.get("TORCHELASTIC_RUN_ID") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    """A fresh folder name for a run without ``out``; under torchrun, the same on every process
+    and on every restart."""
+    run_id = torchrun_id()
+    if run_id == "none" and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        run_id = None  # torchrun's default id names no job, and one process needs no agreement on a name
     stem = f"{config.algorithm}-{config.dataset}-{run_id}" if run_id else time.strftime("%Y%m%d-%H%M%S")
     name = stem if run_id else f"{stem}-{config.algorithm}-{config.dataset}"
     path, n = root / name, 1

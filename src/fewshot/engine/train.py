@@ -61,6 +61,8 @@ class Trainer:
     evaluate, predict and serve can rebuild the learner. A folder that
     already holds a run is refused unless ``resume`` (continue it) or ``overwrite``
     (replace it); ``config.out = None`` trains into a new folder linked as ``runs/latest``.
+    Under torchrun, a restart of the same job (``--max-restarts``) finds the ``last/`` it saved and
+    continues from there by itself (``runs.continues_after_restart``).
     """
 
     def __init__(
@@ -80,6 +82,8 @@ class Trainer:
         if config.out is None:  # a new folder, or the latest run's for a resume
             out = (runs.RUNS / runs.LATEST).resolve() if resume else runs.new_run_dir(config)
             config = config.replace(out=str(out))
+        if not resume and runs.continues_after_restart(Path(str(config.out))):  # torchrun re-ran this command
+            config, resume = runs.resume_config(config.out, config.to_dict()), True
         self.config, self.spec, self.transform = config, spec, transform
         self.run_dir = Path(str(config.out))
         if resume and not (self.run_dir / "last").is_dir():
@@ -121,6 +125,11 @@ class Trainer:
         if resume:
             self._restore(self.run_dir / "last")
             self.finished_before = self._nothing_left()
+        if not D.agree([resume, self.step, self.finished_before], self.world):
+            raise CheckpointError(
+                f"{self.run_dir}: the processes found different saved states; a resume or restart on several "
+                "machines reads last/ on each: put --out on storage that every node sees at the same path"
+            )
         if self.finished_before:
             return
         if self.world.is_writer:
@@ -130,6 +139,8 @@ class Trainer:
             config.save(self.run_dir / "config.json")
             if self.link_latest:
                 runs.link_latest(self.run_dir)
+            if runs.torchrun_id() and not resume:  # a restart before the first save continues from step 0
+                self._save_last()
         self.logger = RunLogger(
             self.run_dir,
             writer=self.world.is_writer,
@@ -327,6 +338,7 @@ class Trainer:
             "sampler_rng": self.batches.generator.get_state(),
             "augment_rng": self.augment_generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "elastic_run_id": runs.torchrun_id(),  # a torchrun restart of this job continues from here
         }
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
