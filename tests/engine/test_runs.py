@@ -172,3 +172,13 @@ def test_download_from_a_source_without_the_zips_leaves_no_folder(tmp_path, caps
     target = tmp_path / "omniglot"
     assert main(["download", "omniglot", str(target), "--source", str(tmp_path / "empty")]) == 2
     assert "not found in the source folder" in capsys.readouterr().err and not target.exists()
+
+
+def test_a_kill_between_the_two_renames_of_a_save_loses_nothing(data, tmp_path):
+    out = tmp_path / "run"
+    assert main(train_argv(data, "--out", str(out), steps=4)) == 0
+    before = fingerprint(out / "last")
+    (out / "last").rename(out / ".last.old")  # what a kill right after the first rename leaves
+    assert main(["train", "--resume", "--out", str(out), "--steps", "5"]) == 0
+    assert json.loads((out / "result.json").read_text())["step"] == 5 and not (out / ".last.old").exists()
+    assert before != fingerprint(out / "last")

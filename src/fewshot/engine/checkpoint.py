@@ -93,6 +93,8 @@ def save_checkpoint(path, state_dict: dict[str, Tensor], metadata: dict, trainin
 
 
 def _swap_into_place(tmp: Path, path: Path) -> None:
+    """Move the new folder ``tmp`` to ``path``; an older ``path`` waits as ``.NAME.old`` until the new one is
+    in place (``finish_swap`` puts it back if a kill came between the two renames)."""
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -103,8 +105,18 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
 
 
+def finish_swap(path) -> None:
+    """After a kill between ``_swap_into_place``'s two renames, ``path`` is missing and its previous
+    version waits as ``.NAME.old``: put it back."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
+
+
 def read_metadata(path) -> dict:
     path = Path(path)
+    finish_swap(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no checkpoint folder here")
     try:

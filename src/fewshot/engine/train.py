@@ -30,7 +30,14 @@ from fewshot.data.episode import Episode
 from fewshot.engine import distributed as D
 from fewshot.engine import runs
 from fewshot.engine.batches import BatchSource, batch_source
-from fewshot.engine.checkpoint import CheckpointError, load_state, read_checkpoint, read_training_state, save_checkpoint
+from fewshot.engine.checkpoint import (
+    CheckpointError,
+    finish_swap,
+    load_state,
+    read_checkpoint,
+    read_training_state,
+    save_checkpoint,
+)
 from fewshot.engine.config import TrainConfig
 from fewshot.engine.devices import resolve_device, to_device
 from fewshot.engine.evaluate import EvalResult, evaluate
@@ -82,6 +89,8 @@ class Trainer:
         if config.out is None:  # a new folder, or the latest run's for a resume
             out = (runs.RUNS / runs.LATEST).resolve() if resume else runs.new_run_dir(config)
             config = config.replace(out=str(out))
+        for folder in ("last", "checkpoint"):  # a kill mid-save leaves the previous version aside: put it back
+            finish_swap(Path(str(config.out)) / folder)
         if not resume and runs.continues_after_restart(Path(str(config.out))):  # torchrun re-ran this command
             config, resume = runs.resume_config(config.out, config.to_dict()), True
         self.config, self.spec, self.transform = config, spec, transform
