@@ -114,6 +114,7 @@ for _name, _target in {
     "conv4": "fewshot.nn.backbones:Conv4",
     "resnet12": "fewshot.nn.backbones:ResNet12",
     "mlp": "fewshot.nn.backbones:MLP",
+    "darts": "fewshot.nas.darts.network:DartsNetwork",  # a searched cell: backbone_options.genotype=...
 }.items():
     BACKBONES.register(_name, _target)
 
@@ -151,12 +152,28 @@ def accepted_options(target) -> set[str] | None:
     return None
 
 
+def required_options(target) -> set[str]:
+    """Keyword names that ``target`` (a class or function) needs: its own parameters without a default."""
+    fn = (
+        vars(next(c for c in target.__mro__ if "__init__" in vars(c)))["__init__"]
+        if isinstance(target, type)
+        else target
+    )
+    params = list(inspect.signature(fn).parameters.values())[1 if isinstance(target, type) else 0 :]
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty}
+
+
 def check_options(target, options: dict, what: str, reserved: tuple[str, ...] = ()) -> None:
-    """One clear error for options ``target`` does not take (``--set algorithm_options.nonsense=1``)."""
+    """One clear error for options ``target`` does not take (``--set algorithm_options.nonsense=1``) or
+    needs and lacks; ``reserved``: the ones the caller supplies."""
     valid = accepted_options(target)
-    if valid is None:
-        return
-    valid -= set(reserved)
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise ValueError(f"unknown {what} option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid)) or 'none'}")
+    if valid is not None:
+        valid -= set(reserved)
+        unknown = sorted(set(options) - valid)
+        if unknown:
+            listed = ", ".join(sorted(valid)) or "none"
+            raise ValueError(f"unknown {what} option(s) {', '.join(unknown)}; valid: {listed}")
+    missing = sorted(required_options(target) - set(options) - set(reserved))
+    if missing:
+        raise ValueError(f"{what} needs option(s) {', '.join(missing)}")

@@ -198,3 +198,18 @@ def test_download_from_a_local_source(tmp_path, capsys, omniglot_root):
     ).stat().st_size
     assert main(["download", "omniglot", str(tmp_path / "og2"), "--source", str(tmp_path / "nowhere")]) == 2
     assert "source folder not found" in capsys.readouterr().err
+
+
+GENOTYPE = "normal=sep_conv_3x3~0,skip_connect~1|max_pool_3x3~0,sep_conv_3x3~2;reduce=max_pool_3x3~0,avg_pool_3x3~1|skip_connect~2,max_pool_3x3~0"  # noqa: E501
+
+
+def test_a_searched_darts_cell_trains_by_name_as_a_backbone(trained, tmp_path, capsys):
+    _, data, _ = trained
+    out = tmp_path / "darts"
+    small = {"backbone_options__channels": 4, "backbone_options__layers": 2, "val_split": "none"}
+    argv = train_argv(data, out, "--backbone", "darts", steps=2, backbone_options__genotype=GENOTYPE, **small)
+    assert main(argv) == 0
+    assert main(["evaluate", str(out), "--episodes", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["episodes"] == 4
+    assert main(train_argv(data, tmp_path / "none", "--backbone", "darts", steps=2, **small)) == 2
+    assert "backbone 'darts' needs option(s) genotype" in capsys.readouterr().err

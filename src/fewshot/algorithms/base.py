@@ -57,7 +57,8 @@ class Algorithm(nn.Module):
 def backbone_for(spec: LearnerSpec, num_classes: int | None = None) -> nn.Module:
     """The spec's backbone for its input shape (with a ``num_classes`` head when given)."""
     backbone = BACKBONES.get(spec.backbone)
-    check_options(backbone, spec.backbone_options, f"backbone {spec.backbone!r}", ("num_classes",))
+    provided = ("num_classes", *backbone.shape_options(spec.input_shape))  # what the data's shape decides
+    check_options(backbone, spec.backbone_options, f"backbone {spec.backbone!r}", provided)
     return backbone.for_input(spec.input_shape, num_classes, **spec.backbone_options)
 
 
