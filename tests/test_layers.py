@@ -8,7 +8,20 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "fewshot"
-CORE = {"registry", "files", "data", "optim", "nn", "functional", "algorithms", "engine", "api", "deploy", "serve", "cli"}
+CORE = {
+    "registry",
+    "files",
+    "data",
+    "optim",
+    "nn",
+    "functional",
+    "algorithms",
+    "engine",
+    "api",
+    "deploy",
+    "serve",
+    "cli",
+}
 APPLICATIONS = {"nas", "metaopt", "molecules", "rl", "reproduce"}  # packages the core never imports
 # what each package or top-level module may import from fewshot, besides itself
 ALLOWED = {
