@@ -63,7 +63,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
-    schedule: str = "cosine"  # constant | cosine | linear | step
+    schedule: str = "cosine"  # constant | cosine | linear | step | hypergradient (the rate learned online)
+    hypergradient_lr: float | None = None  # schedule=hypergradient: the rate's own rate (None: 1e-7 adam, 1e-3 sgd)
+    min_lr: float = 0.0  # schedule=cosine: the rate it anneals to (MAML++: 1e-5)
     step_size: int = 0  # for schedule=step: decay every step_size steps (0: steps // 4)
     gamma: float = 0.5
     warmup: int = 0
@@ -113,7 +115,7 @@ AT_LEAST_ONE = ("ways", "shots", "queries", "meta_batch", "batch_size", "val_eve
 TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}
 TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false", "dict": "a mapping"}
 TYPE_NAMES["None"] = "null"
-CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("constant", "cosine", "linear", "step")}
+CHOICES = {"optimizer": ("adam", "sgd"), "schedule": ("constant", "cosine", "linear", "step", "hypergradient")}
 
 
 def _has_type(value, kind: str) -> bool:
@@ -135,9 +137,13 @@ def check_settings(config: TrainConfig) -> None:
     for name in AT_LEAST_ONE:
         if getattr(c, name) is not None and getattr(c, name) < 1:
             raise ValueError(f"setting {name}={getattr(c, name)!r}: must be at least 1")
-    for name in ("steps", "lr", "test_episodes", "warmup", "step_size", "weight_decay"):
+    for name in ("steps", "lr", "test_episodes", "warmup", "step_size", "weight_decay", "min_lr"):
         if getattr(c, name) < 0:
             raise ValueError(f"setting {name}={getattr(c, name)!r}: must not be negative")
+    if c.hypergradient_lr is not None and c.hypergradient_lr < 0:
+        raise ValueError(f"setting hypergradient_lr={c.hypergradient_lr!r}: must not be negative")
+    if c.schedule == "hypergradient" and c.warmup:
+        raise ValueError("schedule hypergradient learns the rate itself: it takes no warmup (set warmup=0)")
     for name in ("time_limit", "grad_clip"):
         if getattr(c, name) is not None and not getattr(c, name) > 0:
             raise ValueError(f"setting {name}={getattr(c, name)!r}: must be positive")

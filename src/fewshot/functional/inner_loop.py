@@ -25,6 +25,8 @@ from fewshot.optim.inner import InnerOptimizer
 
 LossFn = Callable[..., Tensor]
 """``loss_fn(params, *data) -> scalar`` for one task."""
+StepCallback = Callable[[int, Params], None]
+"""``on_step(i, params)``: sees the parameters after step ``i``."""
 
 
 @overload
@@ -38,6 +40,8 @@ def inner_loop(
     engine: str = ...,
     batch_size: int | None = ...,
     return_state: Literal[False] = ...,
+    pass_step: bool = ...,
+    on_step: StepCallback | None = ...,
 ) -> tuple[Params, Tensor]: ...
 
 
@@ -52,6 +56,8 @@ def inner_loop(
     engine: str = ...,
     batch_size: int | None = ...,
     return_state: Literal[True],
+    pass_step: bool = ...,
+    on_step: StepCallback | None = ...,
 ) -> tuple[Params, Tensor, Any]: ...
 
 
@@ -65,6 +71,8 @@ def inner_loop(
     engine: str = "func",
     batch_size: int | None = None,
     return_state: bool = False,
+    pass_step: bool = False,
+    on_step: StepCallback | None = None,
 ) -> tuple[Params, Tensor] | tuple[Params, Tensor, Any]:
     """Take ``steps`` optimizer steps on ``loss_fn(params, *data)``.
 
@@ -73,7 +81,10 @@ def inner_loop(
     ``first_order`` the gradients are detached; otherwise the adapted parameters keep
     the full graph back to ``params``. ``batch_size``: step ``i`` sees only rows
     ``i*b, ..., i*b + b - 1`` (mod M) of every data tensor [M, ...], cycling through
-    the data in its given order; by default every step sees all of it.
+    the data in its given order; by default every step sees all of it. ``pass_step``: call
+    ``loss_fn(params, *data, step=i)`` with the step's index (per-step parameters, such as MAML++'s
+    per-step BatchNorm). ``on_step(i, params)`` is called with the parameters after step ``i``
+    (MAML++'s multi-step loss scores the query set there).
     """
     if engine not in ("func", "autograd"):
         raise ValueError(f"engine must be 'func' or 'autograd', got {engine!r}")
@@ -93,11 +104,13 @@ def inner_loop(
         if batch_size is not None:
             rows = (offsets + step * batch_size) % data[0].shape[0]  # [b]
             batch = tuple(d[rows] for d in data)
-        grads, loss = grad_and_value(point, *batch)
+        grads, loss = grad_and_value(point, *batch, **({"step": step} if pass_step else {}))
         if first_order:
             grads = detach(grads)  # loss_fn may close over tensors that carry a graph
         params, state = optimizer.step(params, grads, state)
         losses.append(loss.detach())
+        if on_step is not None:
+            on_step(step, params)
     stacked = torch.stack(losses) if losses else torch.empty(0)  # [steps]
     return (params, stacked, state) if return_state else (params, stacked)
 
@@ -105,10 +118,10 @@ def inner_loop(
 def _autograd_grad_and_value(loss_fn: LossFn, first_order: bool) -> Callable[..., tuple[Params, Tensor]]:
     """``torch.func.grad_and_value(loss_fn)`` written with ``torch.autograd.grad``."""
 
-    def grad_and_value(params: Params, *data: Tensor) -> tuple[Params, Tensor]:
+    def grad_and_value(params: Params, *data: Tensor, **keywords: Any) -> tuple[Params, Tensor]:
         with torch.enable_grad():
             point = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in params.items()}
-            loss = loss_fn(point, *data)
+            loss = loss_fn(point, *data, **keywords)
             grads = torch.autograd.grad(
                 loss, list(point.values()), create_graph=not first_order, allow_unused=True, materialize_grads=True
             )

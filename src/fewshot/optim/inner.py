@@ -4,7 +4,7 @@ explicit state, that the gradient algorithms take as an argument (``MAML(model, 
 A pure optimizer is an ``InnerOptimizer``: ``state = init(params)`` and
 ``params, state = step(params, grads, state)`` over dicts of tensors, differentiable end to end
 (second-order meta-gradients flow through ``step``). An optimizer with meta-learned parameters
-(Meta-SGD's per-parameter rates, a learned update rule) is an ``nn.Module`` with
+(Meta-SGD's per-parameter rates, MAML++'s per-step rates, a learned update rule) is an ``nn.Module`` with
 ``functional(own_params) -> InnerOptimizer``: the algorithm holds it as a submodule, so the outer
 loop trains its parameters and checkpoints save them, and hands it its parameters explicitly, so
 that ``adapt`` can detach them and ``vmap`` sees plain tensors. No subclass of an algorithm is needed.
@@ -101,13 +101,47 @@ class LearnedRates(nn.Module):
         return sgd({k.removeprefix("lrs.").replace("__", "."): v for k, v in own.items()})
 
 
+class PerStepRates(nn.Module):
+    """LSLR, MAML++'s inner rule (Antoniou et al., 2019): at inner step ``i``, ``theta - alpha[i] * grad``
+    with one meta-learned rate per parameter tensor and per step (``lrs``: [steps] per adapted tensor,
+    keyed by its name with dots written ``__``), initialised to ``lr``. The optimizer state is the step
+    counter; steps past ``steps`` (``adapt`` with more steps than trained) reuse the last step's rates."""
+
+    def __init__(self, params: Mapping[str, Tensor], lr: float = 0.1, steps: int = 1) -> None:
+        super().__init__()
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"PerStepRates needs steps >= 1, got {steps!r}")
+        self.steps = steps
+        self.lrs = nn.ParameterDict(
+            {
+                _key(k): nn.Parameter(torch.full((steps,), float(lr), dtype=p.dtype, device=p.device))
+                for k, p in params.items()
+            }
+        )
+
+    def names(self) -> set[str]:
+        """The parameter names that have rates (the ones the inner loop adapts)."""
+        return {k.replace("__", ".") for k in self.lrs}
+
+    def functional(self, own: Mapping[str, Tensor]) -> InnerOptimizer:
+        """The per-step SGD with the rates in ``own`` (``dict(self.named_parameters())``, possibly detached)."""
+        rates = {k.removeprefix("lrs.").replace("__", "."): v for k, v in own.items()}  # name -> [steps]
+        last = self.steps - 1
+
+        def step(params: Params, grads: Params, t: int) -> tuple[Params, int]:
+            i = min(t, last)
+            return {k: p - rates[k][i] * grads[k] for k, p in params.items()}, t + 1
+
+        return InnerOptimizer(lambda params: 0, step)
+
+
 def get_inner_optimizer(inner_opt: str | InnerOptimizer | nn.Module | None, lr: float, **options) -> Any:
     """``inner_opt`` as given (a value or a module), ``sgd(lr)`` for None, or the registered one by name
     (``adam`` ...) built with ``lr`` and ``options``."""
     if inner_opt is None:
         return sgd(lr)
     if isinstance(inner_opt, str):
-        return INNER_OPTIMIZERS.build(inner_opt, lr, **options)
+        return INNER_OPTIMIZERS.build(inner_opt, lr=lr, reserved=("lr",), **options)
     if isinstance(inner_opt, InnerOptimizer) or hasattr(inner_opt, "functional"):
         return inner_opt
     raise TypeError(f"inner_opt must be a name, an InnerOptimizer or a module with functional(), got {inner_opt!r}")

@@ -68,6 +68,15 @@ ROWS = {
         "1 and 5 shots",
     ),
     "metasgd": Row("Meta-SGD", dict(zip(CELLS, (99.53, 99.93, 95.93, 98.97))), "Li et al. 2017, Table 1"),
+    "mamlpp": Row(
+        "MAML++",
+        dict(zip(CELLS, (99.47, 99.93, 97.65, 99.33))),
+        "Antoniou et al. 2019, Table 1",
+        note="MAML with the MAML++ options (learned per-step inner rates, per-step BatchNorm weights and biases, "
+        "multi-step loss, derivative-order annealing, cosine outer rate) on the maxpool Conv4 of 64 filters of the "
+        "paper; transductive BatchNorm as the authors' code; the paper's numbers ensemble its best validation "
+        "checkpoints, ours are one learner",
+    ),
     "anil": Row(
         "ANIL",
         {"20w1s": 96.2, "20w5s": 98.0},
@@ -95,7 +104,7 @@ ROWS |= {f"{name}-zero": zero_head_variant(name) for name in ("anil", "fomaml")}
 # why a row has no measured cells yet (shown in the table)
 NOT_RUN = dict.fromkeys(
     ("maml", "metasgd"), "second order wants a GPU; the 20-way 5-shot jobs did not finish inside the lent GPU time"
-)
+) | {"mamlpp": "second order through 5 steps wants a GPU: benchmarks/mamlpp_gpu.sh"}
 NOT_REACHED = "not reached in the CPU time so far"
 SINUSOID = {"k5": "sinusoid-maml-k5", "k10": "sinusoid-maml-k10"}
 

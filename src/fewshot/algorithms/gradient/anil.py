@@ -44,8 +44,11 @@ class ANIL(MAML):
         first_order: bool = False,
         **settings,
     ) -> None:
-        super().__init__(model, inner_lr, inner_steps, first_order=first_order, **settings)
+        if settings.get("per_step_bn"):
+            raise ValueError("ANIL adapts only the head; per_step_bn (per-step BatchNorm of the body) does not apply")
+        # before the base class builds a learned inner optimizer (lslr) on the parameters _is_fast picks
         self.head_prefixes = _head_prefixes(model, head)
+        super().__init__(model, inner_lr, inner_steps, first_order=first_order, **settings)
         self.split_forward = (
             isinstance(model, Backbone)
             and type(model).forward is Backbone.forward

@@ -16,6 +16,15 @@ BatchNorm (``bn``), the same in ``meta_loss`` and ``adapt``:
 - ``"running"``: BatchNorm layers run as in eval mode (normalise with the module's
   running statistics, never update them). Their ``training`` flags are switched off
   for the duration of each call and restored afterwards.
+
+With ``per_step_bn`` (MAML++), every BatchNorm layer takes a weight and bias per inner step, and
+under ``"running"`` running statistics per step: a training-mode ``meta_loss`` normalises with the
+batch's statistics and moves each step's running statistics towards them (one momentum step per
+meta-step, towards the mean over the episode's tasks); ``adapt`` and an eval-mode ``meta_loss``
+normalise with them. Under ``"batch"`` there are no statistics to keep.
+
+The MAML++ options (``lslr``, ``multi_step_loss``, ``second_order_from``, ``per_step_bn``; see
+``mamlpp.py``) are all off by default, and then change nothing.
 """
 
 from __future__ import annotations
@@ -29,13 +38,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fewshot.algorithms.base import Algorithm, Predictor, backbone_for, checked_options
+from fewshot.algorithms.gradient.mamlpp import PerStepNorm, msl_weights
 from fewshot.algorithms.spec import LearnerSpec
 from fewshot.data.episode import Episode
 from fewshot.functional import TaskBatcher, bn_eval, call, detach, functional_buffers, inner_loop
 from fewshot.functional.batching import resolve_mode
+from fewshot.functional.inner_loop import StepCallback
 from fewshot.functional.norm import DecomposedBatchNorm
 from fewshot.functional.params import BN_MODES, Params
-from fewshot.optim.inner import InnerOptimizer, get_inner_optimizer
+from fewshot.optim.inner import InnerOptimizer, PerStepRates, get_inner_optimizer
 
 TASKS = ("auto", "classification", "regression")
 
@@ -61,12 +72,30 @@ class GradientAlgorithm(Algorithm):
         mean, whatever order the labels come in. Not part of the published recipes.
     adapt_norm: adapt the normalisation layers' affine parameters in the inner loop
         (default). ``False`` leaves them to the outer loop, as MAML's reference code does.
+
+    MAML++ (Antoniou et al., 2019), each off by default:
+
+    lslr: learn one inner rate per adapted tensor and per inner step, initialised to ``inner_lr``
+        (``fewshot.optim.PerStepRates``, saved as ``inner_opt.lrs.*``); ``adapt`` with more steps than
+        ``inner_steps`` reuses the last step's rates.
+    multi_step_loss: the outer loss of a training meta-step is the weighted sum of the query losses
+        after every inner step, with weights annealed from uniform to the last step's over this many
+        meta-steps (``mamlpp.msl_weights``); from then on, and outside training, the last step's alone.
+    second_order_from: derivative-order annealing: training meta-steps before this one are first order,
+        the later ones second order.
+    per_step_bn: a BatchNorm weight and bias per inner step (and running statistics per step under
+        ``bn="running"``) in place of each layer's own, learned by the outer loop only (see the module
+        docstring); steps past ``inner_steps`` reuse the last step's.
+
+    The annealing options count training meta-steps (``meta_loss`` calls in training mode) in the buffer
+    ``meta_step``, saved with the weights, so that a resumed run continues the schedule exactly.
     """
 
     # Second-order conv backward measured slower channels-last on CPU (7.3 vs 7.9 tasks/s,
     # benchmarks/maml_speed.py), unlike the metric learners' plain backward (1.3-1.75x faster).
     channels_last = False
     fixed_ways = True
+    meta_step: Tensor  # training meta-steps taken (a buffer, with multi_step_loss or second_order_from)
 
     @classmethod
     def from_spec(cls, spec: LearnerSpec) -> GradientAlgorithm:
@@ -89,6 +118,10 @@ class GradientAlgorithm(Algorithm):
         zero_head: bool = False,
         adapt_norm: bool = True,
         inner_opt: str | InnerOptimizer | nn.Module | None = None,
+        lslr: bool = False,
+        multi_step_loss: int | None = None,
+        second_order_from: int | None = None,
+        per_step_bn: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(inner_steps, int) or inner_steps < 0:
@@ -102,12 +135,30 @@ class GradientAlgorithm(Algorithm):
         resolve_mode(task_batching, "cpu")
         if zero_head and not any(_in_head(k) for k, _ in model.named_parameters()):
             raise ValueError("zero_head needs a linear head: parameters named head.weight / head.bias")
+        for name, value in (("multi_step_loss", multi_step_loss), ("second_order_from", second_order_from)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be a non-negative integer (meta-steps) or None, got {value!r}")
+        if (lslr or multi_step_loss is not None) and inner_steps < 1:
+            raise ValueError("lslr and multi_step_loss need inner_steps >= 1")
+        if second_order_from is not None and first_order:
+            raise ValueError("second_order_from anneals from first to second order; it does not go with first_order")
+        if lslr and inner_opt is not None:
+            raise ValueError("lslr is the inner optimizer (learned per-step rates); do not pass inner_opt with it")
         self.model = model
         self.inner_lr, self.inner_steps, self.first_order = float(inner_lr), inner_steps, first_order
         self.task, self.bn, self.task_batching = task, bn, task_batching
-        self.adapt_steps, self.zero_head = adapt_steps, zero_head
+        self.adapt_steps, self.zero_head, self.adapt_norm = adapt_steps, zero_head, adapt_norm
         self.outer_only = set() if adapt_norm else _norm_parameters(model)
+        self.step_norm = PerStepNorm(model, inner_steps, statistics=bn == "running") if per_step_bn else None
+        if self.step_norm is not None:  # the layers' own weights and biases give way to the per-step ones
+            self.outer_only |= self.step_norm.names()
+        if lslr:
+            inner_opt = PerStepRates(self.fast_parameters(), self.inner_lr, inner_steps)
         self.inner_opt = get_inner_optimizer(inner_opt, self.inner_lr)  # a module registers as a submodule
+        self.lslr, self.multi_step_loss, self.second_order_from = lslr, multi_step_loss, second_order_from
+        self.anneals = multi_step_loss is not None or second_order_from is not None
+        if self.anneals:
+            self.register_buffer("meta_step", torch.zeros((), dtype=torch.long))  # training meta-steps taken
         self._batcher = TaskBatcher(self._task, num_shared=1, mode=task_batching, compile=compile)
 
     # -- pieces subclasses override -------------------------------------------------
@@ -158,12 +209,49 @@ class GradientAlgorithm(Algorithm):
             fast = {k: p * 0 if _in_head(k) else p for k, p in fast.items()}
         if detached:
             fast, slow = detach(fast), detach(slow)
+        norm = {} if self.step_norm is None else {"norm": self.step_norm.own(detached), "norm_statistics": False}
         return {
             "fast": fast,
             "slow": slow,
             "buffers": functional_buffers(self.model, self.bn),
+            **norm,
             **self._extra_state(detached),
         }
+
+    def _schedule(self) -> dict[str, Any]:
+        """This meta-step's MAML++ settings for ``_task``: in training, the derivative order
+        (``first_order``), the multi-step loss weights (``step_weights``) and whether to record
+        per-step BatchNorm statistics (``record_norm``); outside training, the running statistics
+        per step where kept (``norm_statistics``)."""
+        out: dict[str, Any] = {}
+        if self.step_norm is not None:
+            kept = self.step_norm.statistics
+            out["norm_statistics" if not self.training else "record_norm"] = kept
+        if not self.training or not self.anneals:
+            return out
+        t = int(self.meta_step)
+        if self.second_order_from is not None:
+            out["first_order"] = t < self.second_order_from
+        if self.multi_step_loss is not None and t < self.multi_step_loss:
+            out["step_weights"] = msl_weights(self.inner_steps, t / self.multi_step_loss)
+        return out
+
+    def _advance(self, out: Mapping[str, Any]) -> None:
+        """After a training meta-step: count it, and move the per-step BatchNorm statistics."""
+        if not self.training:
+            return
+        if self.anneals:
+            self.meta_step += 1
+        if self.step_norm is not None and "norm_mean" in out:
+            self.step_norm.update(
+                {k: v.mean(0) for k, v in out["norm_mean"].items()}, {k: v.mean(0) for k, v in out["norm_var"].items()}
+            )
+
+    def _norm(self, state: Mapping[str, Any], step: int) -> tuple[Params, dict]:
+        """Per-step BatchNorm parameters and buffers at inner step ``step`` (nothing without ``per_step_bn``)."""
+        if self.step_norm is None:
+            return {}, {}
+        return self.step_norm.at_step(state["norm"], step, state["norm_statistics"])
 
     def _bn_mode(self):
         return bn_eval(self.model, enabled=self.bn == "running")
@@ -196,17 +284,22 @@ class GradientAlgorithm(Algorithm):
         steps: int,
         first_order: bool,
         batch_size: int | None = None,
+        on_step: StepCallback | None = None,
     ) -> tuple[Params, Tensor, Any]:
         """Adapt ``fast`` on one task's embedded support ``z`` [M, ...], labels ``y`` [M] (in minibatches
         of ``batch_size`` rows): the adapted parameters, the loss before each step [steps] and the
-        inner optimizer's final state."""
+        inner optimizer's final state. ``on_step(i, params)`` sees the parameters after step ``i``."""
         slow, buffers = state["slow"], state["buffers"]
 
         def support_loss(f: Params, z: Tensor, y: Tensor) -> Tensor:
             return self._loss(self._predict({**slow, **f}, buffers, z), y)
 
+        def support_loss_at(f: Params, z: Tensor, y: Tensor, step: int) -> Tensor:  # per-step BatchNorm
+            norm, norm_buffers = self._norm(state, step)
+            return self._loss(self._predict({**slow, **f, **norm}, {**buffers, **norm_buffers}, z), y)
+
         return inner_loop(
-            support_loss,
+            support_loss if self.step_norm is None else support_loss_at,
             fast,
             z,
             y,
@@ -216,6 +309,8 @@ class GradientAlgorithm(Algorithm):
             engine=state.get("grad_engine", "func"),
             batch_size=batch_size,
             return_state=True,
+            pass_step=self.step_norm is not None,
+            on_step=on_step,
         )
 
     def _task(self, state: Mapping[str, Any], sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> dict[str, Tensor]:
@@ -225,7 +320,7 @@ class GradientAlgorithm(Algorithm):
 
     def _run(self, episode: Episode, state: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
         """``_task`` over the episode's task axis; every output gets a leading [B]."""
-        state = self._state() if state is None else state
+        state = {**self._state(), **self._schedule()} if state is None else state
         vmapped = resolve_mode(self.task_batching, episode.support_x.device) == "vmap"
         if not vmapped and self._batcher.compile_options is None:
             state = {**state, "grad_engine": "autograd"}  # same values, less overhead in an eager loop
@@ -249,19 +344,26 @@ class GradientAlgorithm(Algorithm):
         """The query logits [B, N*Q, N] at the adapted parameters, as ``meta_loss`` sees them."""
         return self._run(episode)["logits"]
 
+    def _adapt_steps(self, steps: int | None) -> int:
+        return steps if steps is not None else self.adapt_steps if self.adapt_steps is not None else self.inner_steps
+
     def adapted_params(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         """All of the model's parameters after the inner loop on one task (support_x
         [N*K, ...], support_y [N*K]), detached; the ones the inner loop does not adapt
         are the module's own tensors (detached views). ``steps`` defaults to
-        ``adapt_steps`` or ``inner_steps``. Works under ``torch.no_grad``."""
-        steps = steps if steps is not None else self.adapt_steps if self.adapt_steps is not None else self.inner_steps
+        ``adapt_steps`` or ``inner_steps``. Works under ``torch.no_grad``. With ``per_step_bn``
+        the BatchNorm weights and biases are the last step's (its statistics: :meth:`adapt`)."""
+        steps = self._adapt_steps(steps)
         state = {**self._state(detached=True), "grad_engine": "autograd"}
+        if self.step_norm is not None:
+            state["norm_statistics"] = self.step_norm.statistics
         buffers, slow = state["buffers"], state["slow"]
         with torch.enable_grad(), self._bn_mode():
             zs = self._embed({**slow, **state["fast"]}, buffers, support_x)
             zs, support_y, batch = self._adapt_data(zs, support_y)
             adapted, _, _ = self._inner(state, state["fast"], zs, support_y, steps, first_order=True, batch_size=batch)
-        return {**slow, **detach(adapted)}
+        norm, _ = self._norm(state, steps - 1)
+        return {**slow, **detach(adapted), **norm}
 
     def _adapt_data(self, zs: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int | None]:
         """The embedded support [M, ...] and labels [M] that ``adapt`` trains on, in the
@@ -272,8 +374,11 @@ class GradientAlgorithm(Algorithm):
         """Run the inner loop on one task (support_x [N*K, ...], support_y [N*K]) and return
         ``predictor(query_x [M, ...]) -> logits [M, N]`` over the adapted parameters
         (:meth:`adapted_params`). The module's own parameters are never changed."""
+        steps = self._adapt_steps(steps)
         params = self.adapted_params(support_x, support_y, steps)
         buffers = functional_buffers(self.model, self.bn)
+        if self.step_norm is not None:  # the last step's running statistics, where kept
+            buffers |= self.step_norm.at_step(self.step_norm.own(detached=True), steps - 1, True)[1]
 
         def predictor(query_x: Tensor) -> Tensor:
             with self._bn_mode():
@@ -286,7 +391,11 @@ class GradientAlgorithm(Algorithm):
             f"inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, first_order={self.first_order}, "
             f"task={self.task!r}, bn={self.bn!r}, task_batching={self.task_batching!r}"
             + (", zero_head=True" if self.zero_head else "")
-            + (", adapt_norm=False" if self.outer_only else "")
+            + (", adapt_norm=False" if not self.adapt_norm else "")
+            + (", lslr=True" if self.lslr else "")
+            + (f", multi_step_loss={self.multi_step_loss}" if self.multi_step_loss is not None else "")
+            + (f", second_order_from={self.second_order_from}" if self.second_order_from is not None else "")
+            + (", per_step_bn=True" if self.step_norm is not None else "")
         )
 
 

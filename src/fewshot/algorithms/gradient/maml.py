@@ -5,7 +5,9 @@ the inner optimizer (plain SGD ``theta - inner_lr * grad`` by default); the oute
 query loss at the adapted parameters, averaged over the episode's tasks and differentiated
 through the inner loop: exactly (second order), or with the inner gradients detached
 (first order). The machinery shared with the other gradient methods (the functional state,
-BatchNorm policy, task axis, ``adapt``) is in ``common.py``.
+BatchNorm policy, task axis, ``adapt``) is in ``common.py``; the MAML++ options that change
+this file's maths (the multi-step loss, derivative-order annealing, per-step BatchNorm) are
+read from ``state`` (``GradientAlgorithm._schedule``) and are no-ops when off.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from fewshot.algorithms.gradient.common import GradientAlgorithm
 from fewshot.data.episode import Episode
 from fewshot.functional import detach
+from fewshot.functional.params import Params
 
 
 class MAML(GradientAlgorithm):
@@ -41,25 +45,59 @@ class MAML(GradientAlgorithm):
 
         sx [N*K, ...], sy [N*K], qx [N*Q, ...], qy [N*Q]
         """
-        buffers, full = state["buffers"], {**state["slow"], **state["fast"]}
+        buffers, slow, full = state["buffers"], state["slow"], {**state["slow"], **state["fast"]}
         zs, zq = self._embed(full, buffers, sx), self._embed(full, buffers, qx)
+        weights: list[float] | None = state.get("step_weights")  # MAML++'s multi-step loss, a weight per step
+        record = state.get("record_norm", False)  # MAML++'s per-step BatchNorm statistics, in training
+        step_losses: list[Tensor] = []  # weight * query loss after each step but the last
+        stats = [self._support_statistics(state, state["fast"], zs, 0)] if record else []
+
+        def after_step(i: int, fast: Params) -> None:
+            if weights is not None and weights[i] and i < self.inner_steps - 1:
+                norm, norm_buffers = self._norm(state, i)
+                q = self._predict({**slow, **fast, **norm}, {**buffers, **norm_buffers}, zq)  # [N*Q, N]
+                step_losses.append(weights[i] * self._loss(q, qy))
+            if record and i + 1 < self.inner_steps:
+                stats.append(self._support_statistics(state, fast, zs, i + 1))
+
         # inner loop: inner_steps optimizer steps on the support loss, from theta
-        adapted, losses, _ = self._inner(state, state["fast"], zs, sy, self.inner_steps, self.first_order)
-        full = {**state["slow"], **adapted}
+        first_order = state.get("first_order", self.first_order)
+        hook = after_step if weights is not None or record else None
+        adapted, losses, _ = self._inner(state, state["fast"], zs, sy, self.inner_steps, first_order, on_step=hook)
+        norm, norm_buffers = self._norm(state, self.inner_steps - 1)  # the last step's (per-step BatchNorm)
+        full, buffers = {**slow, **adapted, **norm}, {**buffers, **norm_buffers}
         logits = self._predict(full, buffers, zq)  # [N*Q, N]: the queries at the adapted parameters
+        loss = self._loss(logits, qy)
+        if weights is not None:  # sum_i w_i * query loss after step i
+            loss = torch.stack([*step_losses, weights[-1] * loss]).sum()
         after = self._loss(self._predict(detach(full), buffers, zs.detach()), sy).detach()
-        return {
-            "loss": self._loss(logits, qy),
+        out: dict[str, Any] = {
+            "loss": loss,
             "score": self._score(logits, qy),
             "support_before": losses[0] if len(losses) else after,
             "support_after": after,
             "logits": logits,
         }
+        if record:  # {layer: [inner_steps, C]}
+            out["norm_mean"] = {k: torch.stack([s[k][0] for s in stats]) for k in stats[0]}
+            out["norm_var"] = {k: torch.stack([s[k][1] for s in stats]) for k in stats[0]}
+        return out
+
+    def _support_statistics(self, state: Mapping[str, Any], fast: Params, zs: Tensor, step: int) -> dict:
+        """The batch statistics that every BatchNorm layer sees in step ``step``'s support forward
+        at ``fast``: ``{layer: (mean [C], var [C])}``, detached (per-step BatchNorm statistics)."""
+        assert self.step_norm is not None
+        norm, norm_buffers = self._norm(state, step)
+        with torch.no_grad(), self.step_norm.recording(self.model) as seen:
+            self._predict({**state["slow"], **detach(fast), **norm}, {**state["buffers"], **norm_buffers}, zs.detach())
+        return dict(seen)
 
     def meta_loss(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
-        """Outer loss: the mean over tasks of the query loss at the adapted parameters."""
+        """Outer loss: the mean over tasks of the query loss at the adapted parameters (with
+        ``multi_step_loss``, in training: of the weighted sum over the inner steps)."""
         out = self._run(episode)  # _task on every task of the episode (a loop or vmap)
         loss = out["loss"].mean()
+        self._advance(out)  # MAML++: count the training meta-step, update per-step statistics
         return loss, self._metrics(out, episode.query_y)
 
 

@@ -18,6 +18,8 @@ class MetaSGD(MAML):
     def __init__(
         self, model: nn.Module, inner_lr: float = 0.4, inner_steps: int = 1, first_order: bool = False, **settings
     ) -> None:
+        if settings.get("lslr") or settings.get("inner_opt") is not None:
+            raise ValueError("Meta-SGD's inner optimizer is its per-weight rates; lslr and inner_opt do not apply")
         super().__init__(model, inner_lr, inner_steps, first_order=first_order, **settings)
         self.inner_opt = LearnedRates(self.fast_parameters(), inner_lr)
 

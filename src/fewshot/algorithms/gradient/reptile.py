@@ -87,6 +87,11 @@ class Reptile(GradientAlgorithm):
             raise ValueError("Reptile moves the initialisation towards the adapted weights; zero_head does not apply")
         if settings.get("inner_opt") is not None:
             raise ValueError("Reptile's inner optimizer is inner_optimizer='sgd' or 'adam' (with adam_betas)")
+        mamlpp = [k for k in ("lslr", "multi_step_loss", "second_order_from", "per_step_bn") if settings.get(k)]
+        if mamlpp:
+            raise ValueError(
+                f"Reptile has no query loss nor outer gradient through its inner loop; {mamlpp[0]} does not apply"
+            )
         if settings.get("adapt_norm") is False:
             raise ValueError("Reptile trains only what its inner loop adapts; adapt_norm=False does not apply")
         if inner_optimizer not in INNER_OPTIMIZERS:
