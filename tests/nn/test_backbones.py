@@ -49,7 +49,7 @@ def test_heads_and_registry():
     assert ResNet12(widths=(8, 8, 8, 8))(torch.randn(2, 3, 32, 32)).shape == (2, 8)
     assert MLP(1, num_classes=1)(torch.randn(7, 1)).shape == (7, 1)
     assert isinstance(get_backbone("mlp", in_features=3), MLP)
-    with pytest.raises(ValueError, match="valid names: conv4, mlp, resnet12"):
+    with pytest.raises(ValueError, match="unknown backbone .vgg.; valid names: conv4, darts, mlp, resnet12"):
         get_backbone("vgg")
 
 
