@@ -22,7 +22,7 @@ CORE = {
     "serve",
     "cli",
 }
-APPLICATIONS = {"nas", "metaopt", "molecules", "rl", "reproduce"}  # packages the core never imports
+APPLICATIONS = {"nas", "metaopt", "molecules", "rl", "text", "reproduce"}  # packages the core never imports
 # what each package or top-level module may import from fewshot, besides itself
 ALLOWED = {
     "registry": set(),
@@ -38,6 +38,7 @@ ALLOWED = {
     "serve": {"data", "algorithms", "functional", "nn", "engine", "registry", "deploy"},
     "cli": CORE - {"cli"},
     **{app: CORE - {"cli", "serve"} for app in APPLICATIONS},
+    "rl": CORE - {"cli", "serve"} | {"text"},  # skills from a description: text encoders
 }
 
 

@@ -132,11 +132,16 @@ INNER_OPTIMIZERS = Registry("inner optimizer", "fewshot.inner_optimizers")
 for _name, _target in {
     "sgd": "fewshot.optim.inner:sgd",
     "adam": "fewshot.optim.inner:adam",
+    "learned-mlp": "fewshot.metaopt.rules:learned_mlp",  # meta-learned with the initialisation (metaopt)
+    "learned-lstm": "fewshot.metaopt.rules:learned_lstm",
 }.items():
     INNER_OPTIMIZERS.register(_name, _target)
 
 COMMANDS = Registry("command", "fewshot.commands")  # ``fewshot NAME ...`` of packages the core never imports
 COMMANDS.register("nas", "fewshot.nas.cli:main")
+COMMANDS.register("metaopt", "fewshot.metaopt.cli:main")
+COMMANDS.register("tune", "fewshot.metaopt.tune:main")
+COMMANDS.register("rl", "fewshot.rl.cli:main")
 
 
 def accepted_options(target) -> set[str] | None:

@@ -1,0 +1,1 @@
+"""Environments of the task families: point navigation (numpy) and HalfCheetah variants (MuJoCo)."""

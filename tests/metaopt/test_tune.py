@@ -1,0 +1,97 @@
+"""``fewshot tune`` on Optuna: the space file's checks, a bad storage URL, and two workers on one SQLite
+study that is killed and resumed."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+from fewshot.metaopt.tune import main  # noqa: E402
+
+FAST = ["--config", "sinusoid-maml-k5", "--set", "steps=2", "--set", "val_every=1", "--set", "val_episodes=2"]
+FAST += ["--set", "meta_batch=1", "--set", "test_episodes=0"]
+SPACE = "lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\nalgorithm_options.inner_lr: [0.001, 0.01, 0.1]\n"
+
+
+def one_line_error(capsys, argv, *words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("fewshot tune: error:"), err
+    for word in words:
+        assert word in err, err
+
+
+@pytest.mark.parametrize(
+    "space, words",
+    [
+        ("lr: {type: float, low: 0.1, high: 0.01}", ["impossible range", "lr"]),
+        ("lr: {type: float, low: 0, high: 0.01, log: true}", ["log range needs low > 0"]),
+        ("lr: {type: float, lo: 0.1, high: 0.2}", ["unknown key(s) lo"]),
+        ("nonsense: [1, 2]", ["unknown setting 'nonsense'"]),
+        ("algorithm_options.nonsense: [1, 2]", ["nonsense"]),
+        ("meta_batch: {type: int, low: 0, high: 4}", ["meta_batch=0"]),
+        ("optimizer: []", ["non-empty list"]),
+        ("steps: [1, 2]", ["set by fewshot tune"]),
+    ],
+)
+def test_bad_space_is_one_clear_error(space, words, tmp_path, capsys):
+    path = tmp_path / "space.yaml"
+    path.write_text(space)
+    out = tmp_path / "out"
+    one_line_error(capsys, [*FAST, "--space", str(path), "--trials", "1", "--out", str(out)], *words)
+    assert not out.exists()
+
+
+def test_bad_storage_and_missing_space(tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    base = [*FAST, "--space", str(space), "--trials", "1", "--out", str(tmp_path / "out")]
+    one_line_error(capsys, [*base, "--storage", "nosuchdb://x/y"], "cannot open storage 'nosuchdb://x/y'")
+    one_line_error(capsys, [*base, "--storage", f"sqlite:///{tmp_path}/missing/dir/s.db"], "cannot open storage")
+    one_line_error(capsys, [*FAST, "--space", str(tmp_path / "nope.yaml"), "--trials", "1", "--out", "x"], "not found")
+    assert not (tmp_path / "out").exists()
+
+
+def _counts(db: Path) -> dict:
+    with sqlite3.connect(db) as c:
+        return dict(c.execute("select state, count(*) from trials group by state").fetchall())
+
+
+def test_two_workers_killed_and_resumed_hold_n_trials_without_duplicates(tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    out = tmp_path / "out"
+    argv = [*FAST, "--space", str(space), "--trials", "6", "--jobs", "2", "--out", str(out)]
+    argv += ["--heartbeat", "1", "--grace", "8", "--sampler", "random"]  # a loaded machine beats late
+    code = f"import sys; from fewshot.metaopt.tune import main; sys.exit(main({argv!r}))"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    db = out / "study.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if db.exists() and _counts(db).get("COMPLETE", 0) >= 1:
+            break
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the command and both its workers, mid-study
+    process.wait()
+    assert _counts(db).get("COMPLETE", 0) < 6
+    assert main([*argv, "--json"]) == 0  # the same command again finishes the study
+    summary = json.loads(capsys.readouterr().out)
+    study = optuna.load_study(study_name="fewshot-tune", storage=f"sqlite:///{db}")
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 6 and summary["trials"]["complete"] + summary["trials"].get("pruned", 0) == 6
+    assert len({t.number for t in finished}) == 6
+    assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == 6  # no configuration twice
+    assert (out / "best.yaml").is_file() and (out / "history.png").is_file() and (out / "importance.png").is_file()
+    from fewshot.engine.config import load_config
+
+    best = load_config(str(out / "best.yaml"))  # what `fewshot train --config` reads
+    assert best.lr == pytest.approx(summary["best"]["params"]["lr"])
