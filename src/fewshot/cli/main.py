@@ -7,6 +7,7 @@ import logging
 import sys
 
 from fewshot.cli import commands
+from fewshot.cli.domains import domain_of
 from fewshot.registry import COMMANDS
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
@@ -131,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in COMMANDS:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         return run_command(argv[0], argv[1:])
+    domain = domain_of(argv)  # a preset or run of an application package: its own command takes it
+    if domain:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        return run_command(domain, argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
