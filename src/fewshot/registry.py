@@ -80,6 +80,12 @@ class Registry:
             self._targets[name] = target
         return target
 
+    def module(self, name: str) -> str:
+        """The module that entry ``name`` lives in, without importing it."""
+        self.check(name)
+        target = self._targets[name]
+        return target.partition(":")[0] if isinstance(target, str) else getattr(target, "__module__", "")
+
     def summary(self, name: str) -> str:
         """The first sentence of the entry's docstring, on one line."""
         paragraph = " ".join((inspect.getdoc(self.get(name)) or "").split("\n\n", 1)[0].split())

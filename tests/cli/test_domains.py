@@ -34,9 +34,12 @@ def run_folder(path, **config):
     return str(path)
 
 
-def test_a_preset_naming_a_domain_goes_to_its_command(app):
+def test_a_preset_naming_a_domain_goes_to_its_command(app, capsys):
     assert main(["train", "--config", "toy-preset", "--steps", "5"]) == 7
     assert app.calls == [["train", "--config", "toy-preset", "--steps", "5"]]
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out.splitlines()[-1]
+    assert listed.startswith("presets of application packages:") and "toy-preset" in listed and "plain" not in listed
 
 
 def test_runs_naming_a_domain_go_to_its_command(app, tmp_path):

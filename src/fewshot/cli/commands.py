@@ -209,6 +209,7 @@ def download(args) -> int:
 
 def list_names(args) -> int:
     """Every registered name with the first line of its docstring, then the presets."""
+    from fewshot.cli.domains import application_presets
     from fewshot.registry import ALGORITHMS, BACKBONES, DATASETS, INNER_OPTIMIZERS
 
     for registry in (ALGORITHMS, BACKBONES, DATASETS, INNER_OPTIMIZERS):
@@ -222,6 +223,9 @@ def list_names(args) -> int:
                 summary = f"(cannot be loaded: {e})"
             print(f"  {name:<{width}}  {summary}")
     print(f"presets: {', '.join(list_presets())}")
+    others = application_presets()
+    if others:
+        print(f"presets of application packages: {', '.join(sorted(others))}")
     return 0
 
 

@@ -21,20 +21,20 @@ from fewshot.registry import COMMANDS
 RUN_COMMANDS = ("evaluate", "predict", "serve", "plot")
 
 
-def application_preset(name: str) -> Path | None:
-    """The YAML file of preset ``name`` in an application package's ``presets/``, if any."""
+def application_presets() -> dict[str, Path]:
+    """Preset name -> YAML file, for the presets of application packages that name a ``domain``."""
+    found: dict[str, Path] = {}
     for command in COMMANDS.names():
-        target = COMMANDS._targets.get(command)
-        package = target.partition(":")[0].rpartition(".")[0] if isinstance(target, str) else ""
+        package = COMMANDS.module(command).rpartition(".")[0]
         try:
             spec = importlib.util.find_spec(package) if package else None
         except (ImportError, ValueError):
             continue
         for folder in (spec.submodule_search_locations or []) if spec else []:
-            path = Path(folder) / "presets" / f"{name}.yaml"
-            if path.is_file():
-                return path
-    return None
+            for path in sorted((Path(folder) / "presets").glob("*.yaml")):
+                if _domain(path):
+                    found.setdefault(path.stem, path)
+    return found
 
 
 def _domain(path: Path) -> str | None:
@@ -71,7 +71,7 @@ def domain_of(argv: list[str]) -> str | None:
             return _domain(Path(config))
         if any((presets_dir() / f"{config}{suffix}").is_file() for suffix in (".yaml", ".toml")):
             return None
-        preset = application_preset(config)
+        preset = application_presets().get(config)
         return _domain(preset) if preset else None
     if command in RUN_COMMANDS:
         runs = (Path(arg) / "config.json" for arg in rest if not arg.startswith("-"))
