@@ -68,7 +68,18 @@ def test_imports_flow_downward(layer):
         assert not wrong, f"{path.relative_to(SRC)} imports fewshot.{', fewshot.'.join(sorted(wrong))}"
 
 
-OPTIONAL = ("fastapi", "uvicorn", "tensorboard", "rdkit", "sklearn", "optuna", "ray", "gymnasium", "mujoco")
+OPTIONAL = (
+    "fastapi",
+    "uvicorn",
+    "tensorboard",
+    "rdkit",
+    "sklearn",
+    "optuna",
+    "ray",
+    "gymnasium",
+    "mujoco",
+    "tokenizers",
+)
 
 
 def test_import_fewshot_stays_light():

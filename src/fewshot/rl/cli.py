@@ -1,4 +1,4 @@
-"""``fewshot rl train | evaluate | render | families``.
+"""``fewshot rl train | evaluate | render | zero-shot | serve | families``.
 
 Bad input (an unknown preset, family or setting, a task parameter out of range, MuJoCo missing) is one
 line on stderr and exit status 2; a run stopped by Ctrl-C saves ``last/``, exits 130, and resumes with
@@ -88,6 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="clip.gif")
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(handler=run_render)
+
+    z = sub.add_parser("zero-shot", help="act on a task described in words, without practising it (oracle runs)")
+    z.add_argument("run", metavar="RUN", help="a task-conditioned run (method oracle)")
+    z.add_argument("--describe", required=True, metavar="TEXT", help='the task, e.g. "go to the top-left corner"')
+    z.add_argument("--episodes", type=int, default=10, help="episodes to measure the return over")
+    z.add_argument("--task", action="append", default=[], metavar="KEY=VALUE", help="score on this true task")
+    z.add_argument("--encoder", default="hashing-512", help="text encoder: hashing-512, minilm, ...")
+    z.add_argument("--seed", type=int, default=0)
+    z.add_argument("--out", help="also write one episode as an animated GIF here")
+    z.add_argument("--json", action="store_true", help="print one JSON object")
+    z.set_defaults(handler=run_zero_shot)
+
+    s = sub.add_parser("serve", help="HTTP service: POST /act with a description and an observation")
+    s.add_argument("run", metavar="RUN", help="a task-conditioned run (method oracle)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--encoder", default="hashing-512", help="text encoder: hashing-512, minilm, ...")
+    s.set_defaults(handler=run_serve)
 
     f = sub.add_parser("families", help="the task families and their parameter ranges")
     f.add_argument("--json", action="store_true")
@@ -218,6 +236,46 @@ def run_render(args) -> int:
     frames, total = episode_frames(family, policy, params, task, args.seed)
     out = write_gif(frames, args.out)
     print(f"{out}: {len(frames)} frames, return {total:.2f}, task {task.to_dict()['params']}")
+    return 0
+
+
+def run_zero_shot(args) -> int:
+    from fewshot.rl.zeroshot import Learner
+
+    if args.episodes < 1:
+        raise RLError("--episodes must be >= 1")
+    learner = Learner.load(args.run, encoder=args.encoder)
+    settings = _settings(args.task)
+    task = learner.family.task(**{k: float(v) for k, v in settings.items()}) if settings else None
+    result = learner.evaluate(args.describe, args.episodes, task, args.seed)
+    if args.out:
+        from fewshot.rl.render import episode_frames, policy_params, write_gif
+
+        policy = learner.zero_shot(args.describe).policy
+        true_task = learner.family.task(**result["task"])
+        frames, _ = episode_frames(learner.family, policy, policy_params(policy), true_task, args.seed)
+        result["clip"] = str(write_gif(frames, args.out))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        params = ", ".join(f"{k} = {v:.3f}" for k, v in result["params"].items())
+        print(f"read as: {learner.family.name} task with {params}")
+        print(f"understood: {'; '.join(result['understood'])}")
+        for key in ("assumed", "ignored"):
+            if result[key]:
+                print(f"{key}: {'; '.join(result[key])}")
+        scored = "the task it was read as" if not settings else f"the given task {result['task']}"
+        print(f"return over {args.episodes} episodes on {scored}: {result['return']:.2f} ± {result['return_std']:.2f}")
+        if args.out:
+            print(f"clip: {result['clip']}")
+    return 0
+
+
+def run_serve(args) -> int:
+    from fewshot.rl.service import serve
+    from fewshot.rl.zeroshot import Learner
+
+    serve(Learner.load(args.run, encoder=args.encoder), args.host, args.port)
     return 0
 
 
