@@ -10,7 +10,13 @@ over the batch + backward + Adam step. Timed in the same run:
   ``task_batching="loop"``, ``"vmap"``, and ``compile=True`` (auto batching: loop on
   CPU, vmap on CUDA); ``nhwc``: the same with channels-last conv weights, as the
   trainer runs them (``channels_last: true``, the default);
+- ``torch.func``: a hand-written per-task loop with ``torch.func.grad`` and ``functional_call``;
 - ``higher`` and ``torchopt`` (their documented MAML recipes), when installed.
+
+``fewshot compiled`` is what ``fewshot train`` runs by default for second-order MAML of at least
+1000 steps (the trainer's ``compile`` setting, ``engine/precision.py``); its first (warm-up) step,
+which compiles, is printed apart. Each speed is also given per round against the fastest peer and
+as a fraction of the float32 matmul ceiling measured in the same run (``flops_speed.py``).
 
     python benchmarks/maml_speed.py
     python benchmarks/maml_speed.py --device cuda --steps 10
@@ -27,10 +33,12 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from flops_speed import matmul_ceiling, step_flops
 from torch import nn
 
 from fewshot.algorithms.gradient import MAML
 from fewshot.data import Episode
+from fewshot.engine.memory import keep_freed_memory
 from fewshot.nn import Conv4
 
 
@@ -56,6 +64,25 @@ def reference_loss(model: nn.Module, ep: Episode, lr: float, steps: int) -> torc
             loss = F.cross_entropy(torch.func.functional_call(model, (fast, buffers), (sx,)), sy)
             grads = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
             fast = {k: v - lr * g for (k, v), g in zip(fast.items(), grads)}
+        losses.append(F.cross_entropy(torch.func.functional_call(model, (fast, buffers), (qx,)), qy))
+    return torch.stack(losses).mean()
+
+
+def func_loss(model: nn.Module, ep: Episode, lr: float, steps: int) -> torch.Tensor:
+    """The same loop written with ``torch.func.grad`` (second order: grad of a pure function)."""
+    params = dict(model.named_parameters())
+    buffers = {k: None for k, _ in model.named_buffers()}
+
+    def support_loss(fast: dict, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(torch.func.functional_call(model, (fast, buffers), (sx,)), sy)
+
+    grad = torch.func.grad(support_loss)
+    losses = []
+    for sx, sy, qx, qy in zip(ep.support_x, ep.support_y, ep.query_x, ep.query_y):
+        fast = params
+        for _ in range(steps):
+            grads = grad(fast, sx, sy)
+            fast = {k: v - lr * grads[k] for k, v in fast.items()}
         losses.append(F.cross_entropy(torch.func.functional_call(model, (fast, buffers), (qx,)), qy))
     return torch.stack(losses).mean()
 
@@ -106,8 +133,8 @@ def training_step(loss_fn: Callable[[], torch.Tensor], params, lr: float = 1e-3)
     return step
 
 
-def timed(fns: dict[str, Callable[[], float]], steps: int, rounds: int, device: torch.device) -> dict[str, float]:
-    """Median seconds per step of each function; the functions take turns ``rounds`` times
+def timed(fns: dict[str, Callable[[], float]], steps: int, rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds per step of each function in every round; the functions take turns ``rounds`` times
     (call each once before: warm-up, compilation)."""
 
     def run(fn: Callable[[], float], n: int) -> float:
@@ -124,7 +151,7 @@ def timed(fns: dict[str, Callable[[], float]], steps: int, rounds: int, device: 
     for _ in range(rounds):
         for name, fn in fns.items():
             samples[name].append(run(fn, steps))
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return samples
 
 
 def main() -> None:
@@ -142,11 +169,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     parser.add_argument(
-        "--only", default=None, help="comma-separated subset of: reference, loop, vmap, compiled, higher, torchopt"
+        "--only",
+        default=None,
+        help="comma-separated subset of: reference, loop, vmap, compiled, nhwc, func, higher, torchopt",
+    )
+    parser.add_argument(
+        "--no-keep-freed-memory",
+        action="store_true",
+        help="let glibc return freed blocks to the OS (the trainer keeps them: keep_freed_memory)",
     )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.no_keep_freed_memory:  # as the trainer does on CPU (engine/memory.py)
+        keep_freed_memory()
     device = torch.device(args.device)
     ep = synthetic_episode(args, device)
     torch.manual_seed(0)
@@ -156,12 +192,15 @@ def main() -> None:
     wanted = set(args.only.split(",")) | {"reference"} if args.only else None
 
     def want(name: str) -> bool:
-        return wanted is None or name.split()[-1] in wanted
+        return wanted is None or name.split()[-1].removeprefix("torch.") in wanted
 
     fns: dict[str, Callable[[], float]] = {}
     skipped: list[str] = []
     m = copy.deepcopy(base)
     fns["reference"] = training_step(lambda m=m: reference_loss(m, ep, lr, k), m.parameters())
+    if want("torch.func"):
+        m = copy.deepcopy(base)
+        fns["torch.func"] = training_step(lambda m=m: func_loss(m, ep, lr, k), m.parameters())
     nhwc = torch.channels_last
     for name, settings, layout in [
         ("fewshot loop", {"task_batching": "loop"}, None),
@@ -170,7 +209,7 @@ def main() -> None:
         ("fewshot compiled", {"compile": True}, None),
         ("fewshot compiled nhwc", {"compile": True}, nhwc),
     ]:
-        if not want(name.replace(" nhwc", "")) or ("compiled" in name and args.no_compile):
+        if not want(name) or not want(name.replace(" nhwc", "")) or ("compiled" in name and args.no_compile):
             continue
         model = copy.deepcopy(base) if layout is None else copy.deepcopy(base).to(memory_format=layout)
         alg = MAML(model, inner_lr=lr, inner_steps=k, **settings)
@@ -191,10 +230,18 @@ def main() -> None:
     else:
         skipped.append("torchopt (not installed)")
 
-    first_loss = {name: fn() for name, fn in fns.items()}  # warm-up step: same start, same loss
+    first_loss, warmup = {}, {}
+    for name, fn in fns.items():  # warm-up step: same start, same loss; the compiled ones compile here
+        start = time.perf_counter()
+        first_loss[name] = fn()
+        warmup[name] = time.perf_counter() - start
     start = time.perf_counter()
-    seconds = timed(fns, args.steps, args.rounds, device)
+    rounds = timed(fns, args.steps, args.rounds, device)
     total = time.perf_counter() - start
+    seconds = {name: statistics.median(v) for name, v in rounds.items()}
+    probe = copy.deepcopy(base)
+    flops = step_flops(lambda: reference_loss(probe, ep, lr, k).backward())
+    ceiling = matmul_ceiling(torch.float32, device=device.type)
 
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
     print(
@@ -202,13 +249,27 @@ def main() -> None:
         f"{k} inner step(s), second order, meta-batch {args.meta_batch}, device {device}, "
         f"threads {threads}, torch {torch.__version__}"
     )
-    print(f"{'method':<18}{'tasks/s':>10}{'ms/step':>10}{'vs reference':>14}{'first loss':>12}")
+    print(
+        f"{'method':<22}{'tasks/s':>9}{'ms/step':>10}{'vs reference':>14}{'of fp32 ceiling':>17}"
+        f"{'warm-up s':>11}{'first loss':>12}"
+    )
     ref = seconds["reference"]
-    for name, s in seconds.items():
-        print(f"{name:<18}{args.meta_batch / s:>10.1f}{1e3 * s:>10.1f}{ref / s:>13.2f}x{first_loss[name]:>12.4f}")
+    for name, sec in seconds.items():
+        print(
+            f"{name:<22}{args.meta_batch / sec:>9.1f}{1e3 * sec:>10.1f}{ref / sec:>13.2f}x"
+            f"{flops / sec / ceiling:>17.2f}{warmup[name]:>11.1f}{first_loss[name]:>12.4f}"
+        )
     for name in skipped:
         print(f"skipped: {name}")
     print(f"(median of {args.rounds} rounds x {args.steps} steps, methods interleaved; timing took {total:.0f}s)")
+    print(
+        f"float32 matmul ceiling {ceiling / 1e9:.1f} GFLOP/s (same run); a step is {flops / 1e9:.1f} GFLOP "
+        "(torch flop counter)"
+    )
+    peers = [p for p in ("higher", "torchopt", "torch.func", "reference") if p in rounds]
+    for name in [n for n in rounds if n.startswith("fewshot")]:
+        per_round = [min(rounds[p][i] for p in peers) / rounds[name][i] for i in range(args.rounds)]
+        print(f"{name} vs fastest of {', '.join(peers)} per round: " + " ".join(f"{r:.2f}x" for r in per_round))
 
 
 if __name__ == "__main__":

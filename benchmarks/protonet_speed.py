@@ -4,7 +4,15 @@ One step = sample an episode (index gather from the in-memory dataset) + forward
 backward + Adam step, 5-way 1-shot 15-query with a Conv4 on 28x28 Omniglot by default.
 Also timed apart: the sampler alone and the model alone (one fixed episode), and, as a
 peer in the same run, a naive ProtoNet step (a loop over tasks and classes, separate
-encoder calls for support and query), so the figures come with a ratio.
+encoder calls for support and query), so the figures come with a ratio, printed per round
+as well as for the medians. ``--amp`` adds the model step under bfloat16 autocast (the
+trainer's ``amp`` setting). Every model step is also given as a fraction of the float32
+matmul ceiling measured in the same run (``flops_speed.py``).
+
+With one task per episode (the default) the batched and the naive step do the same work:
+one encoder call on 80 images against two on 5 and 75, so their ratio is about 1 and a
+figure away from 1 is the machine's noise (docs/speed.md); batching pays from
+``--meta-batch`` 2 up, where the naive loop makes 2 encoder calls per task.
 
     python benchmarks/protonet_speed.py --data-root ../shared/data/omniglot
     python benchmarks/protonet_speed.py --dataset glyphs --meta-batch 4 --device cuda
@@ -20,9 +28,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from flops_speed import matmul_ceiling, step_flops
 
 from fewshot.algorithms.metric import ProtoNet
 from fewshot.data import Episode, EpisodeSampler, get_dataset
+from fewshot.engine.memory import keep_freed_memory
 from fewshot.nn import Conv4
 
 
@@ -37,9 +47,9 @@ def naive_protonet_loss(encoder: torch.nn.Module, episode: Episode) -> torch.Ten
     return torch.stack(losses).mean()
 
 
-def timed(fns: dict[str, Callable[[], None]], steps: int, rounds: int, device: torch.device) -> dict[str, float]:
-    """Median seconds per call of each function. The functions take turns, ``rounds`` times
-    ``steps`` calls each (after one untimed warm-up round), so a busy machine slows them alike."""
+def timed(fns: dict[str, Callable[[], None]], steps: int, rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds per call of each function in every round. The functions take turns, ``rounds``
+    times ``steps`` calls each (after one untimed warm-up round), so a busy machine slows them alike."""
 
     def run(fn: Callable[[], None]) -> float:
         if device.type == "cuda":
@@ -57,7 +67,7 @@ def timed(fns: dict[str, Callable[[], None]], steps: int, rounds: int, device: t
     for _ in range(rounds):
         for name, fn in fns.items():
             samples[name].append(run(fn))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 def load(name: str, root: str | None) -> tuple[object, str]:
@@ -83,15 +93,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the median round is reported")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--amp", action="store_true", help="also time the model step under bfloat16 autocast")
     parser.add_argument(
         "--no-channels-last",
         action="store_true",
         help="keep conv weights NCHW (the trainer uses channels-last by default)",
     )
+    parser.add_argument(
+        "--no-keep-freed-memory",
+        action="store_true",
+        help="let glibc return freed blocks to the OS (the trainer keeps them: keep_freed_memory)",
+    )
     args = parser.parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.no_keep_freed_memory:  # as the trainer does on CPU (engine/memory.py)
+        keep_freed_memory()
     device = torch.device(args.device)
     start = time.perf_counter()
     dataset, name = load(args.dataset, args.data_root)
@@ -113,19 +131,28 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
+    def bf16_step(episode: Episode) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = model.meta_loss(episode)[0]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
     fixed = sampler.sample()
-    seconds = timed(
-        {
-            "full": lambda: step(sampler.sample()),
-            "sampler": sampler.sample,
-            "model": lambda: step(fixed),
-            "naive": lambda: step(fixed, lambda e: naive_protonet_loss(model.encoder, e)),
-        },
-        args.episodes,
-        args.rounds,
-        device,
-    )
+    fns = {
+        "full": lambda: step(sampler.sample()),
+        "sampler": sampler.sample,
+        "model": lambda: step(fixed),
+        "naive": lambda: step(fixed, lambda e: naive_protonet_loss(model.encoder, e)),
+    }
+    if args.amp:
+        fns["bf16"] = lambda: bf16_step(fixed)
+    rounds = timed(fns, args.episodes, args.rounds, device)
+    seconds = {k: statistics.median(v) for k, v in rounds.items()}
     full, sample_only, model_only, naive = (seconds[k] for k in ("full", "sampler", "model", "naive"))
+    flops = step_flops(lambda: step(fixed))
+    ceiling = matmul_ceiling(torch.float32, device=device.type)
+    ceiling_bf16 = matmul_ceiling(torch.bfloat16, device=device.type) if args.amp else None
 
     tasks = args.meta_batch
     print(
@@ -143,6 +170,21 @@ def main() -> None:
     print(f"sampler only {1e3 * sample_only:8.3f} ms/episode  ({100 * sample_only / parts:.1f}% of sampler + model)")
     print(f"model only   {1e3 * model_only:8.3f} ms/episode  ({100 * model_only / parts:.1f}% of sampler + model)")
     print(f"naive peer   {1e3 * naive:8.3f} ms/episode  (model only; batched is {naive / model_only:.2f}x as fast)")
+    per_round = " ".join(f"{n / m:.2f}" for n, m in zip(rounds["naive"], rounds["model"]))
+    print(f"naive/batched per round: {per_round}")
+    print(
+        f"ceiling      float32 matmul {ceiling / 1e9:.1f} GFLOP/s (same run); model step {flops / 1e9:.2f} GFLOP "
+        f"(torch flop counter): {flops / model_only / 1e9:.1f} GFLOP/s = {flops / model_only / ceiling:.2f} of it"
+    )
+    if ceiling_bf16 is not None:
+        bf16 = seconds["bf16"]
+        print(
+            f"bf16 autocast {1e3 * bf16:7.3f} ms/episode  ({model_only / bf16:.2f}x the float32 model step; "
+            f"{flops / bf16 / 1e9:.1f} GFLOP/s = {flops / bf16 / ceiling:.2f} of the float32 ceiling, "
+            f"{flops / bf16 / ceiling_bf16:.2f} of the bfloat16 one, {ceiling_bf16 / 1e9:.1f} GFLOP/s)"
+        )
+        per_round = " ".join(f"{m / b:.2f}" for m, b in zip(rounds["model"], rounds["bf16"]))
+        print(f"float32/bf16 time per round: {per_round}")
 
 
 if __name__ == "__main__":

@@ -419,3 +419,26 @@ def test_relation_encoders_and_shapes():
         RelationNet(nn.Flatten(), relation_module=nn.Identity()).meta_loss(image_episode())
     with pytest.raises(ValueError, match="unknown aggregate"):
         RelationNet(Conv4Maps(), aggregate="max")
+
+
+def test_protonet_predict_episode_batches_the_adapt_values():
+    """In eval mode ``predict_episode`` scores every task in one encoder call with the values
+    that ``adapt`` gives task by task; in train mode (batch statistics) it declines."""
+    torch.manual_seed(0)
+    model = ProtoNet(Conv4(hidden=8, image_size=16))
+    episode = Episode(
+        torch.rand(3, 6, 1, 16, 16),
+        torch.arange(3).repeat_interleave(2).repeat(3, 1),
+        torch.rand(3, 9, 1, 16, 16),
+        torch.arange(3).repeat_interleave(3).repeat(3, 1),
+    )
+    model.train()
+    model.meta_loss(episode)[0].backward()  # running statistics away from their initial values
+    assert model.predict_episode(episode) is None
+    model.eval()
+    with torch.inference_mode():
+        batched = model.predict_episode(episode)
+    assert batched is not None and batched.shape == (3, 9, 3)
+    for i in range(3):
+        expected = model.adapt(episode.support_x[i], episode.support_y[i])(episode.query_x[i])
+        torch.testing.assert_close(batched[i], expected, rtol=1e-4, atol=1e-4)

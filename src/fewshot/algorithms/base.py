@@ -49,6 +49,13 @@ class Algorithm(nn.Module):
     def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
         raise NotImplementedError
 
+    def predict_episode(self, episode: Episode) -> Tensor | None:
+        """Query predictions [B, N*Q, ...] of every task of ``episode``, each task adapted on its
+        own support set with the values ``adapt`` gives, in fewer, larger calls: the batched path
+        of the evaluation (``engine.evaluate``). ``None`` where the learner has no such path in
+        its present mode; the evaluation then adapts task by task."""
+        return None
+
     def forward(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
         """``meta_loss``, so that wrappers such as DistributedDataParallel see a forward."""
         return self.meta_loss(episode)

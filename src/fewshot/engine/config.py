@@ -70,7 +70,8 @@ class TrainConfig:
     gamma: float = 0.5
     warmup: int = 0
     grad_clip: float | None = None
-    amp: bool = False  # mixed precision (bfloat16 autocast), GPU only
+    amp: bool = False  # bfloat16 autocast (CUDA, and CPUs with native bfloat16; float32 elsewhere)
+    compile: bool | None = None  # gradient learners' per-task function; None: where it pays (engine/precision.py)
     channels_last: bool = True  # conv weights NHWC where the algorithm gains from it (metric learners on CPU)
     keep_freed_memory: bool = True  # CPU runs: glibc keeps freed blocks for the next step (engine/memory.py)
     # validation, testing, stopping

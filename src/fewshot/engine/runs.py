@@ -19,6 +19,7 @@ RUNS, LATEST = Path("runs"), "latest"
 # settings that do not change what a run has learned so far
 RESUME_MAY_CHANGE = frozenset(
     {"steps", "time_limit", "device", "data_root", "out", "quiet", "tensorboard", "log_every", "keep_freed_memory"}
+    | {"compile"}  # the same values, computed faster
     | {"test_ways", "test_shots", "test_queries", "test_episodes"}
 )
 TEST_TIME_OPTIONS = frozenset({"adapt_steps", "adapt_batch"})  # algorithm options that act in adapt only

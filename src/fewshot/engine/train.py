@@ -1,10 +1,11 @@
 """One meta-training loop for every algorithm.
 
 Adam/SGD with a warmup + constant/cosine/linear/step schedule (``optimizers.py``), gradient clipping, bfloat16
-autocast on GPU, validation on a fixed set of episodes, best-checkpoint selection,
-early stopping, exact resume (``last/`` is saved every ``val_every`` steps, validated or not,
-so a killed run loses at most ``val_every`` steps), Ctrl-C or SIGTERM saves and exits cleanly, metrics to
-``metrics.jsonl`` (and TensorBoard), and a meta-batch split over ``torchrun`` processes.
+autocast (``amp``, ``precision.py``), compiled per-task functions where they pay (``compile``),
+validation on a fixed set of episodes, best-checkpoint selection, early stopping, exact resume
+(``last/`` is saved every ``val_every`` steps, validated or not, so a killed run loses at most
+``val_every`` steps), Ctrl-C or SIGTERM saves and exits cleanly, metrics to ``metrics.jsonl``
+(and TensorBoard), and a meta-batch split over ``torchrun`` processes.
 
 Run folder::
 
@@ -44,6 +45,7 @@ from fewshot.engine.evaluate import EvalResult, evaluate
 from fewshot.engine.learners import checkpoint_metadata
 from fewshot.engine.memory import keep_freed_memory
 from fewshot.engine.optimizers import lr_factor, make_optimizer
+from fewshot.engine.precision import autocast_enabled, compile_tasks
 from fewshot.engine.signals import stop_on_signals
 from fewshot.engine.tracking import Progress, RunLogger
 
@@ -117,6 +119,9 @@ class Trainer:
         self.algorithm = algorithm.to(self.device)
         if config.channels_last and getattr(algorithm, "channels_last", True):
             self.algorithm.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # 4-d tensors only
+        self.amp = autocast_enabled(config.amp, self.device)
+        if compile_tasks(config.compile, self.algorithm, self.device, config.steps):
+            getattr(self.algorithm, "compile_tasks")()  # noqa: B009 (the gradient learners')
         train, self.val_data, self.test_data = (to_device(d, self.device) for d in (train, val_data, test_data))
         self.batches = batch_source(self.algorithm, train, config)
         self.augment_generator = torch.Generator().manual_seed(config.seed + 1)
@@ -162,7 +167,7 @@ class Trainer:
         """One meta-update on an ``Episode`` (split over processes), a supervised ``(x, y)`` batch
         (``supervised_loss``), or any other batch the algorithm's ``meta_loss`` takes."""
         self.algorithm.train()
-        amp = self.config.amp and self.device.type == "cuda"
+        amp = self.amp
         if isinstance(batch, Episode):
             episode = batch.split(self.world.size)[self.world.rank] if self.world.size > 1 else batch
             episode = episode.to(self.device, non_blocking=True)

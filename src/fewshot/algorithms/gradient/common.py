@@ -161,6 +161,18 @@ class GradientAlgorithm(Algorithm):
             self.register_buffer("meta_step", torch.zeros((), dtype=torch.long))  # training meta-steps taken
         self._batcher = TaskBatcher(self._task, num_shared=1, mode=task_batching, compile=compile)
 
+    def compile_tasks(self, options: bool | dict = True) -> None:
+        """From now on run the per-task function through ``torch.compile`` (the ``compile`` option,
+        switched on after construction, as the trainer does where it pays): the same values; the
+        first call compiles."""
+        if self._batcher.compile_options != ({} if options is True else dict(options or {})):
+            self._batcher = TaskBatcher(self._task, num_shared=1, mode=self.task_batching, compile=options)
+
+    def compile_pays(self) -> bool:
+        """Whether compiling is measured to pay for this learner's training steps (see
+        ``MAML.compile_pays``); the trainer's ``compile`` setting compiles by default where it does."""
+        return False
+
     # -- pieces subclasses override -------------------------------------------------
 
     def _is_fast(self, name: str) -> bool:

@@ -83,6 +83,13 @@ class MAML(GradientAlgorithm):
             out["norm_var"] = {k: torch.stack([s[k][1] for s in stats]) for k in stats[0]}
         return out
 
+    def compile_pays(self) -> bool:
+        """Second-order MAML with its plain options (batch-statistics BatchNorm, no MAML++ options,
+        no learned inner optimizer): its compiled step was the faster path in benchmarks/maml_speed.py
+        (docs/speed.md). Other settings are not measured, so they stay eager unless asked."""
+        plain = self.step_norm is None and not self.anneals and not self.zero_head and self.bn == "batch"
+        return type(self) is MAML and not self.first_order and plain and not isinstance(self.inner_opt, nn.Module)
+
     def _support_statistics(self, state: Mapping[str, Any], fast: Params, zs: Tensor, step: int) -> dict:
         """The batch statistics that every BatchNorm layer sees in step ``step``'s support forward
         at ``fast``: ``{layer: (mean [C], var [C])}``, detached (per-step BatchNorm statistics)."""

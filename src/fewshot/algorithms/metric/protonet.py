@@ -66,6 +66,12 @@ class ProtoNet(Algorithm):
         loss = F.cross_entropy(logits.flatten(0, 1), episode.query_y.flatten())
         return loss, classification_metrics(loss, logits, episode.query_y)
 
+    def predict_episode(self, episode: Episode) -> Tensor | None:
+        """Query logits [B, N*Q, N] of every task in one encoder call, in eval mode (BatchNorm on
+        running statistics: no example sees another's, so batching tasks leaves every value as
+        ``adapt`` gives it). ``None`` in train mode, where ``adapt`` normalises support and query apart."""
+        return None if self.training else self.logits(episode)
+
     def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
         ways = task_ways(support_y)
         with torch.no_grad():
