@@ -131,6 +131,11 @@ for _name, _target in {
     "omniglot-runs": "fewshot.data.omniglot_runs:load_omniglot_runs",
     "image-folder": "fewshot.data.image_folder:load_image_folder",
     "sinusoid": "fewshot.data.sinusoid:load_sinusoid",
+    "fs-mol": "fewshot.molecules.fsmol:load_fs_mol",  # assay task families (the molecules extra)
+    "assays": "fewshot.molecules.assays:load_assays",
+    "tox21": "fewshot.molecules.assays:load_tox21",
+    "sider": "fewshot.molecules.assays:load_sider",
+    "muv": "fewshot.molecules.assays:load_muv",
 }.items():
     DATASETS.register(_name, _target)
 
@@ -148,6 +153,7 @@ COMMANDS.register("nas", "fewshot.nas.cli:main")
 COMMANDS.register("metaopt", "fewshot.metaopt.cli:main")
 COMMANDS.register("tune", "fewshot.metaopt.tune:main")
 COMMANDS.register("rl", "fewshot.rl.cli:main")
+COMMANDS.register("molecules", "fewshot.molecules.cli:main")
 
 
 def accepted_options(target) -> set[str] | None:

@@ -131,4 +131,23 @@ def table(folder: str) -> str:
                 f"{r['steps']} / {r['preset_steps']} | {wall} | {r['machine']} | "
                 f"`{shown_command(r)}` |"
             )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *BEYOND]) + "\n"
+
+
+BEYOND = [  # the other packages' results live beside their code's docs, each figure with its command
+    "## Beyond Omniglot",
+    "",
+    "Each page gives its tables with the commands that printed them, the machine and the budget:",
+    "",
+    "- [docs/nas.md](nas.md): regret of random search, evolution, local search and BANANAS on NAS-Bench-Macro; "
+    "DARTS (first and second order, collapse mitigation); a searched cell against Conv4 as ProtoNet's backbone.",
+    "- [docs/metaopt.md](metaopt.md): the LSTM and MLP learned optimizers against tuned Adam, RMSprop, SGD with "
+    "momentum and NAG on quadratics, digits MLPs and a glyphs conv net, in and out of family; TPE against random "
+    "search in `fewshot tune`.",
+    "- [docs/rl.md](rl.md): MAML-RL adaptation curves on point navigation and HalfCheetah against pretrained, "
+    "random-init and oracle policies; rollout throughput; dynamics adaptation on held-out physics.",
+    "- [docs/text.md](text.md): zero-shot skills from a description on point navigation and HalfCheetah against "
+    "MAML after 1 and 3 steps and the oracle, with opposite-instruction pairs apart; the offline text encoders.",
+    "- [docs/molecules.md](molecules.md): FS-Mol delta-AUPRC at support 16 to 128 against the release's baselines; "
+    "Tox21 and SIDER ROC-AUC at 1 and 10 shots.",
+]
