@@ -84,7 +84,7 @@ class RayWorkers:
         try:
             import ray
         except ImportError:
-            raise NASError("the ray executor needs Ray: pip install 'fewshot[nas-ray]' (or ray)") from None
+            raise NASError("the ray executor needs Ray: pip install 'fewshot[nas]' (or ray)") from None
         self.ray = ray
         if not ray.is_initialized():
             ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)

@@ -1,4 +1,4 @@
-"""``fewshot rl train | evaluate | render | zero-shot | serve | families``.
+"""``fewshot rl train | evaluate | plot | render | zero-shot | serve | families``.
 
 Bad input (an unknown preset, family or setting, a task parameter out of range, MuJoCo missing) is one
 line on stderr and exit status 2; a run stopped by Ctrl-C saves ``last/``, exits 130, and resumes with
@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="write the adaptation curve as PNG here")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(handler=run_evaluate)
+
+    pl = sub.add_parser("plot", help="the run's learning curves as PNG: return, surrogate, KL, steps/s")
+    pl.add_argument("run", metavar="RUN", help="run folder")
+    pl.add_argument("--out", help="PNG to write (default RUN/curves.png)")
+    pl.set_defaults(handler=run_plot)
 
     r = sub.add_parser("render", help="one episode as an animated GIF (after --adapt-steps steps on the task)")
     r.add_argument("run", metavar="RUN")
@@ -203,6 +208,13 @@ def plot_adaptation(rows: dict[str, dict[str, dict[str, float]]], out: str | Pat
     fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(out)
+
+
+def run_plot(args) -> int:
+    from fewshot.rl.plots import plot_learning_curves
+
+    print(plot_learning_curves(args.run, args.out))
+    return 0
 
 
 def run_render(args) -> int:

@@ -9,6 +9,9 @@ from typing import Any
 from fewshot.rl.errors import RLError
 
 METHODS = ("maml", "pretrained", "oracle")
+# sync: in this process; async: a worker process per environment; ray: Ray actors (a few environments each)
+# on the cluster Ray finds (RAY_ADDRESS, or a new local one), the policy staying in this process
+VECTOR_MODES = ("sync", "async", "ray")
 
 
 @dataclass
@@ -38,7 +41,7 @@ class RLConfig:
     outer_lr: float = 1e-3
     gamma: float = 0.99
     gae_lambda: float = 1.0
-    vector: str = "sync"  # sync | async (MuJoCo environments in worker processes)
+    vector: str = "sync"  # sync | async (MuJoCo environments in worker processes) | ray (Ray actors)
     seed: int = 0
     save_every: int = 10
 
@@ -47,7 +50,7 @@ class RLConfig:
             (self.method in METHODS, f"method must be one of {METHODS}"),
             (self.outer in ("trpo", "ppo"), "outer must be 'trpo' or 'ppo'"),
             (self.fisher in ("first_order", "full"), "fisher must be 'first_order' or 'full'"),
-            (self.vector in ("sync", "async"), "vector must be 'sync' or 'async'"),
+            (self.vector in VECTOR_MODES, f"vector must be one of {VECTOR_MODES}"),
             (self.activation in ("relu", "tanh"), "activation must be 'relu' or 'tanh'"),
             (self.inner_steps >= 0, "inner_steps must be >= 0"),
             (min(self.meta_batch, self.episodes, self.iterations, self.save_every) >= 1,

@@ -163,27 +163,10 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def plot_learning_curves(run_dir: str | Path) -> Path | None:
-    """``curves.png``: mean return before and after adaptation per iteration."""
-    rows = read_metrics(run_dir)
-    if not rows:
-        return None
-    import matplotlib
+    """``curves.png`` of the run (``fewshot.rl.plots``); nothing when no iteration was logged."""
+    from fewshot.rl.plots import plot_learning_curves as plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    its = [r["iteration"] for r in rows]
-    ax.plot(its, [r["return_pre"] for r in rows], label="before adaptation")
-    if any(r["return_post"] != r["return_pre"] for r in rows):
-        ax.plot(its, [r["return_post"] for r in rows], label="after adaptation")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("mean return")
-    ax.legend()
-    out = Path(run_dir) / "curves.png"
-    fig.savefig(out, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return plot(run_dir) if read_metrics(run_dir) else None
 
 
 def load_policy(path: str | Path) -> tuple[RLConfig, dict[str, Any], torch.nn.Module]:
