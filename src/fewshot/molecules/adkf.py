@@ -32,7 +32,7 @@ def rbf(a: Tensor, b: Tensor, log_hyper: Tensor) -> Tensor:
 def _chol(z: Tensor, log_hyper: Tensor) -> Tensor:
     k = rbf(z, z, log_hyper)  # [B, S, S]
     noise = log_hyper[:, 2].exp() + JITTER
-    eye = torch.eye(z.shape[1], dtype=z.dtype)
+    eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
     return torch.linalg.cholesky(k + noise[:, None, None] * eye)  # [B, S, S]
 
 

@@ -1,9 +1,10 @@
 """``fewshot molecules train | evaluate | predict | serve | presets``.
 
     fewshot molecules train --config fsmol-protonet [--out RUN] [--steps N] [--set KEY=VALUE ...]
-                            [--data-root DIR] [--seed N] [--overwrite]
-    fewshot molecules train --resume --out RUN [--steps N]
+                            [--data-root DIR] [--seed N] [--device cpu|cuda|cuda:N|auto] [--overwrite]
+    fewshot molecules train --resume --out RUN [--steps N] [--device DEVICE]
     fewshot molecules evaluate RUN [--json] [--support-sizes 16,32,64,128] [--draws N] [--data-root DIR]
+                               [--device DEVICE]
     fewshot molecules predict RUN --support support.csv --query query.csv [--json]
     fewshot molecules serve RUN [--host 127.0.0.1] [--port 8000]
 
@@ -11,7 +12,8 @@ A run folder holds ``config.json`` (``"domain": "molecules"`` and the settings),
 (the weights that validated best, a core checkpoint), ``last/`` (weights and training state to
 resume from) and ``history.json``. Bad input (an unknown preset or setting, a CSV without a
 SMILES column, an invalid SMILES in a support or query set) is one line on stderr and exit
-status 2, before anything is written; Ctrl-C saves ``last/`` and exits 130.
+status 2, before anything is written (so is ``--device cuda`` without CUDA); Ctrl-C saves ``last/`` and
+exits 130. Checkpoints are stored from host memory: they load on a CPU whatever device trained them.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (CUDA when there is one)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Few-shot molecular property prediction: assays as tasks, SMILES in.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -64,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting (repeatable)")
     t.add_argument("--data-root", help="dataset folder, or the CSV of data: assays")
     t.add_argument("--seed", type=int, help="random seed")
+    t.add_argument("--device", help=DEVICE_HELP + " (default: the config's device setting, cpu)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out with its own settings")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     t.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -75,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--support-sizes", type=_sizes, help="FS-Mol: support sizes; assay tables: K (K + K shots)")
     e.add_argument("--draws", type=int, help="support draws per task and size (default: the run's, 10)")
     e.add_argument("--data-root", help="dataset folder (default: the run's)")
+    e.add_argument("--device", default="cpu", help=DEVICE_HELP + " (default cpu, whatever device trained the run)")
     e.add_argument("--json", action="store_true", help="print JSON (a list when several support sizes)")
     e.set_defaults(handler=run_evaluate)
 
@@ -163,7 +170,7 @@ def learner_spec(config) -> dict[str, Any]:
             "featurizer": config.featurizer}  # fmt: skip
 
 
-def validator(config, train, root: str | None):
+def validator(config, train, root: str | None, device=None):
     """``validate(learner) -> delta-AUPRC`` of the run's validation protocol, or None without one.
 
     FS-Mol: its valid assays, support 16. Assay tables: their ``val_tasks`` if given, else
@@ -186,7 +193,7 @@ def validator(config, train, root: str | None):
             return moleculenet_episodes(family, shots=(config.shots,), draws=config.valid_draws, seed=1000)
 
     def validate(learner) -> float:
-        results = evaluate_protocol(learner, episodes())
+        results = evaluate_protocol(learner, episodes(), device=device)
         if not results:
             return float("nan")
         return next(iter(results.values())).summary("delta_auprc")["mean"]
@@ -201,13 +208,14 @@ def run_train(args) -> int:
     import torch
 
     from fewshot.files import write_json_atomically
-    from fewshot.molecules.config import DOMAIN, load_config, merge, parse_overrides
+    from fewshot.molecules.config import DOMAIN, load_config, merge, parse_overrides, resolve_device
     from fewshot.molecules.featurize import standardizers
     from fewshot.molecules.methods import build_learner, load_learner_full, save_learner
     from fewshot.molecules.train import MetaTrainer
 
     overrides = parse_overrides(args.set)
-    for key, value in (("steps", args.steps), ("seed", args.seed), ("data_root", args.data_root)):
+    pairs = (("steps", args.steps), ("seed", args.seed), ("data_root", args.data_root), ("device", args.device))
+    for key, value in pairs:
         if value is not None:
             overrides[key] = value
     if args.resume:
@@ -217,7 +225,7 @@ def run_train(args) -> int:
             raise UsageError("--resume needs --out RUN, the run to continue")
         out = run_folder(args.out)
         config, saved = read_run_config(out)
-        allowed = {"steps", "time_limit"}
+        allowed = {"steps", "time_limit", "device"}
         if set(overrides) - allowed:
             raise UsageError(f"--resume keeps the run's settings; only {', '.join(sorted(allowed))} may change")
         config = merge(config, overrides)
@@ -235,6 +243,7 @@ def run_train(args) -> int:
         if _holds_run(out) and not args.overwrite:
             raise UsageError(f"{out} already holds a run; pass --overwrite to replace it or --resume to continue it")
 
+    device = resolve_device(config.device)  # no CUDA for --device cuda: one error, nothing written
     torch.manual_seed(config.seed)
     train = load_split(config, "train")  # bad data fails here, before anything is written
     if not train.eligible(config.shots + config.queries):
@@ -242,9 +251,9 @@ def run_train(args) -> int:
             f"{train.name}: no training assay has {config.shots + config.queries} actives and as many inactives "
             f"({config.shots} shots + {config.queries} queries per class); lower shots or queries"
         )
-    validate = validator(config, train, None)
+    validate = validator(config, train, None, device)
     spec = learner_spec(config)
-    learner = build_learner(spec)
+    learner = build_learner(spec).to(device)  # before the optimizer is built over its parameters
     trainer = MetaTrainer(
         learner,
         train,
@@ -254,6 +263,7 @@ def run_train(args) -> int:
         lr=config.lr,
         weight_decay=config.weight_decay,
         seed=config.seed,
+        device=device,
     )
     fitted = standardizers(train.tasks[0].features)
     if args.resume:
@@ -279,7 +289,8 @@ def run_train(args) -> int:
 
     def metrics() -> dict[str, Any]:
         best = trainer.best if validate is not None and math.isfinite(trainer.best) else None
-        return {"step": trainer.step, "valid_delta_auprc": best, "train_seconds": round(trainer.seconds, 1)}
+        return {"step": trainer.step, "valid_delta_auprc": best, "train_seconds": round(trainer.seconds, 1),
+                "device": str(device)}  # fmt: skip
 
     def save_last(t: MetaTrainer) -> None:
         save_learner(learner, spec, out / "last", metrics(), fitted, training_state=t.state_dict())
@@ -310,7 +321,7 @@ def run_train(args) -> int:
     else:
         best = result["valid_delta_auprc"]
         valid = f", best validation delta-AUPRC {best:.4f}" if best is not None else ""
-        print(f"{out}: {trainer.step} steps in {trainer.seconds:.0f} s{valid}")
+        print(f"{out}: {trainer.step} steps in {trainer.seconds:.0f} s on {device}{valid}")
     if not completed:
         print(f"stopped by time_limit; continue with: fewshot molecules train --resume --out {out}", file=sys.stderr)
     return 0
@@ -340,16 +351,21 @@ def load_run(path: str | Path):
     return run, config, learner, spec, fitted
 
 
-def evaluate_run(path, sizes: list[int] | None = None, draws: int | None = None, root: str | None = None) -> list:
-    """One ``SizeResult.to_dict()`` per support size on the run's test assays, with its protocol."""
+def evaluate_run(
+    path, sizes: list[int] | None = None, draws: int | None = None, root: str | None = None, device: str = "cpu"
+) -> list:
+    """One ``SizeResult.to_dict()`` per support size on the run's test assays, with its protocol, on ``device``."""
     import torch
 
+    from fewshot.molecules.config import resolve_device
     from fewshot.molecules.evaluate import evaluate_protocol
     from fewshot.molecules.featurize import set_standardizers
     from fewshot.molecules.methods import on_embeddings
     from fewshot.molecules.protocols import fsmol_episodes, moleculenet_episodes
 
-    run, config, learner, _, fitted = load_run(path)
+    where = resolve_device(device)
+    run, config, learner, _, fitted = load_run(path)  # loaded on the CPU, then moved
+    learner = learner.to(where)
     sizes, draws = sizes or config.eval_sizes, config.eval_draws if draws is None else draws
     if draws < 1:
         raise UsageError("--draws must be >= 1")
@@ -362,7 +378,7 @@ def evaluate_run(path, sizes: list[int] | None = None, draws: int | None = None,
         episodes = fsmol_episodes(family, sizes=sizes, draws=draws)
     else:
         episodes = moleculenet_episodes(family, shots=sizes, draws=draws)
-    results = evaluate_protocol(learner, episodes)
+    results = evaluate_protocol(learner, episodes, device=where)
     missing = [s for s in sizes if s not in results]
     if missing:
         raise UsageError(f"no test assay is large enough for support size {', '.join(map(str, missing))}")
@@ -370,7 +386,7 @@ def evaluate_run(path, sizes: list[int] | None = None, draws: int | None = None,
 
 
 def run_evaluate(args) -> int:
-    rows = evaluate_run(args.run, args.support_sizes, args.draws, args.data_root)
+    rows = evaluate_run(args.run, args.support_sizes, args.draws, args.data_root, args.device)
     if args.json:
         print(json.dumps(rows[0] if len(rows) == 1 else rows))
         return 0

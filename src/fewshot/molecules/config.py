@@ -19,6 +19,7 @@ import yaml
 
 DOMAIN = "molecules"
 DATASETS = ("fs-mol", "tox21", "sider", "muv", "assays")
+DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
 PROTOCOLS = {"fs-mol": "fs-mol"}  # every other dataset: "moleculenet"
 
 
@@ -51,6 +52,7 @@ class MolConfig:
     save_every: int = 500  # steps between resumable checkpoints (last/)
     eval_sizes: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     eval_draws: int = 10
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (CUDA when there is one); where training runs
 
     def __post_init__(self) -> None:
         checks = [
@@ -66,6 +68,7 @@ class MolConfig:
             (bool(self.eval_sizes) and all(s >= 1 for s in self.eval_sizes) and self.eval_draws >= 1,
              "eval_sizes must be positive integers and eval_draws >= 1"),
             (self.time_limit is None or self.time_limit > 0, "time_limit must be > 0 seconds"),
+            (bool(DEVICE.fullmatch(self.device)), f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
@@ -200,6 +203,24 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
 def load_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> MolConfig:
     """A preset or YAML file with ``overrides`` applied, checked."""
     return merge(MolConfig(), {**read_preset(name_or_path), **(overrides or {})})
+
+
+def resolve_device(name: str):
+    """The ``torch.device`` of ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when there is one), checked
+    to exist here: one ``ConfigError`` otherwise (the CLI prints it as one line and exits 2)."""
+    import torch
+
+    if not DEVICE.fullmatch(name):
+        raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r}: CUDA is not available on this machine; use --device cpu or auto")
+        index, count = int(name.partition(":")[2] or 0), torch.cuda.device_count()
+        if index >= count:
+            raise ConfigError(f"device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return torch.device(name)
 
 
 def shared_data_dir() -> Path:

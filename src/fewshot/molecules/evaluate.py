@@ -58,17 +58,17 @@ class SizeResult:
 
 
 def evaluate_protocol(
-    method, episodes: Iterable[EvalEpisode], progress: Callable | None = None
+    method, episodes: Iterable[EvalEpisode], progress: Callable | None = None, device: torch.device | str | None = None
 ) -> dict[int, SizeResult]:
-    """Run ``method`` on every episode; ``{support_size: SizeResult}``."""
+    """Run ``method`` on every episode (moved to ``device``, the method's, if given); ``{support_size: SizeResult}``."""
     scorer = as_scorer(method)
     scores: dict[int, dict[str, dict[int, dict[str, float]]]] = defaultdict(lambda: defaultdict(dict))
     started = time.perf_counter()
     for i, e in enumerate(episodes):
-        ep = e.episode
+        ep = e.episode if device is None else e.episode.to(device)
         with torch.no_grad():
-            s = scorer(ep.support_x[0], ep.support_y[0], ep.query_x[0])  # [Q]
-        y = ep.query_y[0]
+            s = scorer(ep.support_x[0], ep.support_y[0], ep.query_x[0]).cpu()  # [Q]
+        y = e.episode.query_y[0]
         scores[e.support_size][e.task][e.draw] = {"roc_auc": roc_auc(s, y), "delta_auprc": delta_auprc(s, y)}
         if progress is not None:
             progress(i + 1, time.perf_counter() - started)

@@ -79,7 +79,7 @@ class GNNEncoder(nn.Module):
         if self.out_dim != width:
             raise ValueError(f"warm start needs out_dim == the MLP's width {width}, got {self.out_dim}")
         self.head.weight.zero_()
-        self.head.weight[:, self.graph_dim :] = torch.eye(width)
+        self.head.weight[:, self.graph_dim :] = torch.eye(width, device=self.head.weight.device)
         self.head.bias.zero_()
 
     def forward(self, x: Tensor) -> Tensor:

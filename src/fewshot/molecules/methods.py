@@ -137,17 +137,19 @@ def on_embeddings(learner: Learner, family: AssayTasks, batch: int = 512) -> tup
     """The learner with an identity encoder, and the family with each molecule's embedding as its features.
 
     Exact for encoders without batch statistics (MLP, GNNEncoder; dropout is off in eval mode);
-    evaluation then encodes every molecule once instead of once per draw.
+    evaluation then encodes every molecule once instead of once per draw. Molecules are encoded on
+    the encoder's device; the embeddings are kept in host memory, like the features.
     """
     from fewshot.molecules.features import DenseFeatures
     from fewshot.molecules.tasks import AssayTask
 
     encoder = learner.encoder.eval()
+    device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
     tasks = []
     with torch.no_grad():
         for task in family.tasks:
             index = torch.arange(len(task))
-            z = torch.cat([encoder(task.gather(i)) for i in index.split(batch)])  # [m, E]
+            z = torch.cat([encoder(task.gather(i).to(device)).cpu() for i in index.split(batch)])  # [m, E]
             tasks.append(AssayTask(task.name, DenseFeatures(values=z), task.labels))
     twin = copy.copy(learner)  # shares parameters and settings; only the encoder is swapped
     twin._modules = dict(learner._modules, encoder=nn.Identity())

@@ -2,7 +2,8 @@
 
 ``MetaTrainer`` holds everything a run needs to continue where it stopped (optimizer state,
 the episode generator, the step, the best validation score and its weights, the log);
-``state_dict`` / ``load_state_dict`` move it in and out of a checkpoint.
+``state_dict`` / ``load_state_dict`` move it in and out of a checkpoint. Episodes are drawn on the
+CPU (the same episodes on every device) and moved to ``device``, where the algorithm must be.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ Validator = Callable[[Algorithm], float]
 
 
 class MetaTrainer:
-    """Adam on ``algorithm.meta_loss`` of episodes ``family.sample_tasks(batch_size, shots, queries)``."""
+    """Adam on ``algorithm.meta_loss`` of episodes ``family.sample_tasks(batch_size, shots, queries)``,
+    each moved to ``device`` (the algorithm's; move it there before building the trainer)."""
 
     def __init__(
         self,
@@ -44,8 +46,9 @@ class MetaTrainer:
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         seed: int = 0,
+        device: torch.device | str = "cpu",
     ):
-        self.algorithm, self.family = algorithm, family
+        self.algorithm, self.family, self.device = algorithm, family, torch.device(device)
         self.shots, self.queries, self.batch_size = shots, queries, batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self.optimizer = torch.optim.Adam(algorithm.parameters(), lr=lr, weight_decay=weight_decay)
@@ -89,6 +92,8 @@ class MetaTrainer:
         self.algorithm.train()
         while self.step < steps:
             episode = self.family.sample_tasks(self.batch_size, self.shots, self.queries, self.generator)
+            if self.device.type != "cpu":
+                episode = episode.to(self.device)
             loss, metrics = self.algorithm.meta_loss(episode)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -116,7 +121,7 @@ class MetaTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue (the best weights are stored with the run's checkpoint)."""
-        return {
+        state = {
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -125,11 +130,16 @@ class MetaTrainer:
             "history": self.history,
             "seconds": self.seconds,
         }
+        if self.device.type == "cuda":  # dropout masks on the GPU come from its own generator
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def load_state_dict(self, state: dict[str, Any], best_state: dict[str, Tensor] | None) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.step, self.best, self.seconds = int(state["step"]), float(state["best"]), float(state["seconds"])
         self.history = [dict(h) for h in state["history"]]
         self.best_state = best_state
@@ -146,6 +156,7 @@ def meta_train(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     seed: int = 0,
+    device: torch.device | str = "cpu",
     validate: Validator | None = None,
     validate_every: int = 500,
     time_limit: float | None = None,
@@ -161,6 +172,7 @@ def meta_train(
         lr=lr,
         weight_decay=weight_decay,
         seed=seed,
+        device=device,
     )
     trainer.run(steps, validate=validate, validate_every=validate_every, time_limit=time_limit, log_every=log_every)
     if trainer.best_state is not None:
