@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from fewshot.data.shared import shared_data_dir
+
 DOMAIN = "molecules"
 DATASETS = ("fs-mol", "tox21", "sider", "muv", "assays")
 DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
@@ -221,17 +223,6 @@ def resolve_device(name: str):
         if index >= count:
             raise ConfigError(f"device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
     return torch.device(name)
-
-
-def shared_data_dir() -> Path:
-    """``$FEWSHOT_SHARED_DATA``, else ``../shared/data`` beside the working directory or the source checkout."""
-    if os.environ.get("FEWSHOT_SHARED_DATA"):
-        return Path(os.environ["FEWSHOT_SHARED_DATA"])
-    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        candidate = root.parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return Path.cwd().parent / "shared" / "data"
 
 
 def data_root(config: MolConfig, override: str | None = None) -> Path:
