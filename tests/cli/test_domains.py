@@ -59,3 +59,15 @@ def test_everything_else_stays_with_the_core(app, tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text("{not json")
     assert domain_of(["evaluate", str(tmp_path / "bad")]) is None  # the core command reports it
+
+
+def test_list_names_an_entry_that_cannot_be_loaded_and_why(capsys):
+    from fewshot.registry import DATASETS
+
+    DATASETS.register("broken-toy", "no_such_module_anywhere:load")
+    try:
+        assert main(["list"]) == 0
+    finally:
+        DATASETS.unregister("broken-toy")
+    line = next(x for x in capsys.readouterr().out.splitlines() if "broken-toy" in x)
+    assert line.split("broken-toy", 1)[1].strip() == "(cannot be loaded: No module named 'no_such_module_anywhere')"

@@ -219,8 +219,8 @@ def list_names(args) -> int:
         for name in names:
             try:
                 summary = registry.summary(name)
-            except ValueError as e:  # a plugin whose package is broken or missing: say so, list the rest
-                summary = f"(cannot be loaded: {e})"
+            except ValueError as e:  # an extra not installed, or a broken plugin: say why, list the rest
+                summary = f"(cannot be loaded: {e.__cause__ or e})"
             print(f"  {name:<{width}}  {summary}")
     print(f"presets: {', '.join(list_presets())}")
     others = application_presets()
