@@ -21,19 +21,20 @@ from fewshot.registry import COMMANDS
 RUN_COMMANDS = ("evaluate", "predict", "serve", "plot")
 
 
-def application_presets() -> dict[str, Path]:
-    """Preset name -> YAML file, for the presets of application packages that name a ``domain``."""
-    found: dict[str, Path] = {}
-    for command in COMMANDS.names():
-        package = COMMANDS.module(command).rpartition(".")[0]
+def application_presets() -> dict[str, str]:
+    """Preset name -> domain, for the presets of application packages that name a ``domain``."""
+    found: dict[str, str] = {}
+    packages = {COMMANDS.module(command).rpartition(".")[0] for command in COMMANDS.names()} - {""}
+    for package in sorted(packages):  # several commands may share one package (metaopt, tune)
         try:
-            spec = importlib.util.find_spec(package) if package else None
+            spec = importlib.util.find_spec(package)
         except (ImportError, ValueError):
             continue
         for folder in (spec.submodule_search_locations or []) if spec else []:
             for path in sorted((Path(folder) / "presets").glob("*.yaml")):
-                if _domain(path):
-                    found.setdefault(path.stem, path)
+                domain = _domain(path)
+                if domain:
+                    found.setdefault(path.stem, domain)
     return found
 
 
@@ -71,8 +72,7 @@ def domain_of(argv: list[str]) -> str | None:
             return _domain(Path(config))
         if any((presets_dir() / f"{config}{suffix}").is_file() for suffix in (".yaml", ".toml")):
             return None
-        preset = application_presets().get(config)
-        return _domain(preset) if preset else None
+        return application_presets().get(config)
     if command in RUN_COMMANDS:
         runs = (Path(arg) / "config.json" for arg in rest if not arg.startswith("-"))
         return next((d for d in map(_domain, runs) if d), None)
