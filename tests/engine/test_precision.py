@@ -95,3 +95,14 @@ def test_batched_evaluation_gives_the_per_task_numbers():
     single = evaluate(model, data, 5, 1, 3, episodes=12, seed=3, batch_size=1)
     assert batched.per_episode == pytest.approx(single.per_episode)
     assert batched.mean == pytest.approx(single.mean) and batched.episodes == 12
+
+
+def test_compile_tasks_switches_on_and_off_without_compiling():
+    maml = MAML(MLP(4, (8,), num_classes=3))
+    assert maml._batcher.compile_options is None
+    maml.compile_tasks()
+    assert maml._batcher.compile_options == {}
+    maml.compile_tasks({"dynamic": False})
+    assert maml._batcher.compile_options == {"dynamic": False}
+    maml.compile_tasks(False)
+    assert maml._batcher.compile_options is None

@@ -163,9 +163,10 @@ class GradientAlgorithm(Algorithm):
 
     def compile_tasks(self, options: bool | dict = True) -> None:
         """From now on run the per-task function through ``torch.compile`` (the ``compile`` option,
-        switched on after construction, as the trainer does where it pays): the same values; the
-        first call compiles."""
-        if self._batcher.compile_options != ({} if options is True else dict(options or {})):
+        switched on after construction, as the trainer does where it pays), or eagerly again with
+        ``False``: the same values; the first compiled call compiles."""
+        wanted = ({} if options is True else dict(options)) if options else None  # None: eager
+        if self._batcher.compile_options != wanted:
             self._batcher = TaskBatcher(self._task, num_shared=1, mode=self.task_batching, compile=options)
 
     def compile_pays(self) -> bool:
