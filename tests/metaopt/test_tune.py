@@ -14,7 +14,7 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from fewshot.metaopt.tune import main  # noqa: E402
+from fewshot.metaopt.tune import budgeted, main  # noqa: E402
 
 FAST = ["--config", "sinusoid-maml-k5", "--set", "steps=2", "--set", "val_every=1", "--set", "val_episodes=2"]
 FAST += ["--set", "meta_batch=1", "--set", "test_episodes=0"]
@@ -63,6 +63,23 @@ def test_bad_storage_and_missing_space(tmp_path, capsys):
 def _counts(db: Path) -> dict:
     with sqlite3.connect(db) as c:
         return dict(c.execute("select state, count(*) from trials group by state").fetchall())
+
+
+def test_budget_counts_queued_and_stale_trials_but_not_own_failures():
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study()
+    add = lambda state, **kw: study.add_trial(create_trial(state=state, **kw))  # noqa: E731
+    add(TrialState.COMPLETE, value=1.0)  # 0
+    add(TrialState.PRUNED)  # 1
+    add(TrialState.FAIL)  # 2: its worker died; the rerun is not queued yet
+    add(TrialState.FAIL, user_attrs={"surplus": True})  # 3
+    add(TrialState.FAIL, user_attrs={"error": "ValueError: x"})  # 4
+    add(TrialState.RUNNING)  # 5
+    assert budgeted(study.get_trials(), 6) == 4  # 0, 1, 2, 5
+    add(TrialState.WAITING, system_attrs={"failed_trial": 2, "retry_history": [2]})  # 6: 2 queued again
+    assert budgeted(study.get_trials(), 6) == 3  # trial 2 holds no place below 6 any more ...
+    assert budgeted(study.get_trials(), 7) == 4  # ... its rerun does
 
 
 def test_two_workers_killed_and_resumed_hold_n_trials_without_duplicates(tmp_path, capsys):

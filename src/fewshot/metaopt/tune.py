@@ -271,19 +271,46 @@ class _Surplus(Exception):
     """A trial asked for after the budget was filled by others: failed at once, not counted."""
 
 
+def budgeted(trials: list, below: int) -> int:
+    """How many of ``trials`` numbered below ``below`` hold a place in the budget: finished, running,
+    queued (a dead worker's trial queued again), or failed for a stale heartbeat with the rerun not
+    queued yet (Optuna fails a stale trial first and queues its rerun a moment later)."""
+    from optuna.trial import TrialState
+
+    held = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    rerun = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+
+    def holds(t) -> bool:
+        if t.state in held:
+            return True
+        own_failure = t.user_attrs.get("surplus") or t.user_attrs.get("error")
+        return t.state == TrialState.FAIL and not own_failure and t.number not in rerun
+
+    return sum(1 for t in trials if t.number < below and holds(t))
+
+
 def objective(job: Job, trial) -> float:
     import optuna
-    from optuna.trial import TrialState
+
+    if budgeted(trial.study.get_trials(deepcopy=False), trial.number) >= job.trials:
+        trial.set_user_attr("surplus", True)
+        raise _Surplus(f"trial {trial.number}: the study already holds {job.trials} trials")
+    try:
+        return _train(job, trial)
+    except optuna.TrialPruned:
+        raise
+    except Exception as e:
+        trial.set_user_attr("error", f"{type(e).__name__}: {e}")  # failed here, never queued again
+        raise
+
+
+def _train(job: Job, trial) -> float:
+    import optuna
 
     from fewshot.api import Learner
     from fewshot.engine.config import merge
     from fewshot.engine.tracking import read_metrics
 
-    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    earlier = [t for t in trial.study.get_trials(deepcopy=False, states=live) if t.number < trial.number]
-    if len(earlier) >= job.trials:
-        trial.set_user_attr("surplus", True)
-        raise _Surplus(f"trial {trial.number}: the study already holds {job.trials} trials")
     values = {p.name: p.suggest(trial) for p in job.space}
     run = Path(job.out) / "trials" / str(trial.number)
     settings = merge(job.base, nested(values))
