@@ -213,6 +213,32 @@ def test_loop_and_vmap_batch_the_same_way():
     torch.testing.assert_close(TaskBatcher(task, 1, mode="auto")(shared, xs, ys), a)
 
 
+@pytest.mark.parametrize("mode", ["loop", "vmap"])
+def test_a_failing_compile_falls_back_to_eager_once(mode, monkeypatch, caplog):
+    compiled = []
+
+    def broken_compile(fn, **options):  # as Inductor without a working C++ compiler
+        compiled.append(options)
+
+        def call(*args):
+            raise RuntimeError("InductorError: CppCompileError: C++ compile error\n(details)")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    shared = {"w": torch.randn(3)}
+    xs, ys = torch.randn(4, 5, 3), torch.randn(4, 5)
+    batcher = TaskBatcher(lambda state, x, y: _quadratic(state, x, y), 1, mode=mode, compile={"dynamic": False})
+    with caplog.at_level("WARNING"):
+        out = batcher(shared, xs, ys)
+    torch.testing.assert_close(out, loop_tasks(lambda state, x, y: _quadratic(state, x, y), 1)(shared, xs, ys))
+    assert "compiled per-task function failed (RuntimeError: InductorError: CppCompileError" in caplog.text
+    assert batcher.compile_options is None and compiled == [{"dynamic": False}]
+    batcher(shared, xs, ys)
+    assert len(compiled) == 1  # eager from then on: no second attempt, no second warning
+    assert caplog.text.count("running eagerly") == 1
+
+
 def test_resolve_mode():
     assert resolve_mode("auto", "cpu") == "loop"
     assert resolve_mode("auto", "cuda") == "vmap"

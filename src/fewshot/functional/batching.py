@@ -7,6 +7,7 @@ and uses less memory, so ``mode="auto"`` picks the loop on CPU and ``vmap`` else
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from torch import Tensor
 from torch.utils import _pytree as pytree
 
 MODES = ("auto", "vmap", "loop")
+log = logging.getLogger(__name__)
 
 
 def resolve_mode(mode: str, device: torch.device | str) -> str:
@@ -57,7 +59,9 @@ class TaskBatcher:
     device of the first task tensor), ``"vmap"`` or ``"loop"``. ``compile``: wrap
     with ``torch.compile`` (``True`` or a dict of its options) - the per-task
     function in loop mode, the vmapped function in vmap mode. Compiled variants are
-    built on first use and kept.
+    built on first use and kept. A compiled call that fails (no working C++ compiler, an
+    operator the compiler cannot lower) is logged once and the batcher runs eagerly from then
+    on: the per-task function is pure, so running the call again eagerly gives its result.
     """
 
     def __init__(self, fn: Callable[..., Any], num_shared: int, mode: str = "auto", compile: bool | dict = False):
@@ -71,7 +75,17 @@ class TaskBatcher:
         mode = resolve_mode(self.mode, task_args[0].device)
         if mode not in self._cache:
             self._cache[mode] = self._build(mode)
-        return self._cache[mode](*args)
+        if self.compile_options is None:
+            return self._cache[mode](*args)
+        try:
+            return self._cache[mode](*args)
+        except Exception as e:  # torch.compile's failures come as many exception types
+            reason = (str(e).strip().splitlines() or [""])[0][:200]
+            log.warning("compile: the compiled per-task function failed (%s: %s); running eagerly", type(e).__name__,
+                        reason)  # fmt: skip
+            self.compile_options = None
+            self._cache.clear()
+            return self(*args)
 
     def _build(self, mode: str) -> Callable[..., Any]:
         options = self.compile_options
