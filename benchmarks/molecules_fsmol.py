@@ -9,6 +9,9 @@ the method beats the release's result of its kind and the release's ProtoNet (GN
     OMP_NUM_THREADS=1 nice python benchmarks/molecules_fsmol.py --methods rf,knn \\
         [--sizes 16,32,64,128] [--draws 10] [--tasks N] [--json out.json] [--plot scatter.png]
     OMP_NUM_THREADS=1 python benchmarks/molecules_fsmol.py --methods protonet-ecfp=runs/mol/protonet-ecfp
+    OMP_NUM_THREADS=1 python benchmarks/molecules_fsmol.py --methods protonet-ensemble=runs/mol/a+runs/mol/b
+
+``NAME=DIR+DIR+...`` evaluates the ensemble of those learners (``fewshot.molecules.ensemble``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 import torch
 
 from fewshot.molecules.baselines import KNN, RandomForest
+from fewshot.molecules.ensemble import Ensemble
 from fewshot.molecules.evaluate import evaluate_protocol
 from fewshot.molecules.fsmol import load_fs_mol
 from fewshot.molecules.methods import load_learner, on_embeddings
@@ -54,15 +58,19 @@ def release_results(name: str) -> dict[str, dict[int, float]]:
 
 
 def method(spec: str):
-    """(name, scorer or learner, featurizer) from ``rf``, ``knn`` or ``NAME=DIR``."""
+    """(name, scorer or learner, featurizer) from ``rf``, ``knn``, ``NAME=DIR`` or ``NAME=DIR+DIR+...``."""
     if spec == "rf":
         return "rf", RandomForest(), "ecfp"
     if spec == "knn":
         return "knn", KNN(), "ecfp"
-    name, _, directory = spec.partition("=")
-    learner, learner_spec = load_learner(directory)
+    name, _, directories = spec.partition("=")
+    loaded = [load_learner(d) for d in directories.split("+")]
+    featurizers = {json.dumps(s["featurizer"], sort_keys=True) for _, s in loaded}
+    if len(featurizers) > 1:
+        raise SystemExit(f"{name}: the ensemble's members use different featurizers {sorted(featurizers)}")
+    learner = loaded[0][0] if len(loaded) == 1 else Ensemble([m for m, _ in loaded]).eval()
     torch.set_grad_enabled(True)  # the deep-kernel GP fits its hyperparameters with gradients
-    return name, learner, learner_spec["featurizer"]
+    return name, learner, loaded[0][1]["featurizer"]
 
 
 def main() -> None:

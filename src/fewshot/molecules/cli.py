@@ -1,8 +1,9 @@
-"""``fewshot molecules train | evaluate | predict | serve | presets``.
+"""``fewshot molecules train | ensemble | evaluate | predict | serve | presets``.
 
     fewshot molecules train --config fsmol-protonet [--out RUN] [--steps N] [--set KEY=VALUE ...]
                             [--data-root DIR] [--seed N] [--device cpu|cuda|cuda:N|auto] [--overwrite]
     fewshot molecules train --resume --out RUN [--steps N] [--device DEVICE]
+    fewshot molecules ensemble RUN RUN [RUN ...] --out RUN [--overwrite]
     fewshot molecules evaluate RUN [--json] [--support-sizes 16,32,64,128] [--draws N] [--data-root DIR]
                                [--device DEVICE]
     fewshot molecules predict RUN --support support.csv --query query.csv [--json]
@@ -10,10 +11,12 @@
 
 A run folder holds ``config.json`` (``"domain": "molecules"`` and the settings), ``checkpoint/``
 (the weights that validated best, a core checkpoint), ``last/`` (weights and training state to
-resume from) and ``history.json``. Bad input (an unknown preset or setting, a CSV without a
-SMILES column, an invalid SMILES in a support or query set) is one line on stderr and exit
-status 2, before anything is written (so is ``--device cuda`` without CUDA); Ctrl-C saves ``last/`` and
-exits 130. Checkpoints are stored from host memory: they load on a CPU whatever device trained them.
+resume from) and ``history.json``; an ensemble's folder holds ``config.json`` (its first member's
+settings and the members' folders) and ``checkpoint/`` (every member's weights). Bad input (an
+unknown preset or setting, a CSV without a SMILES column, an invalid SMILES in a support or query
+set) is one line on stderr and exit status 2, before anything is written (so is ``--device cuda``
+without CUDA); Ctrl-C saves ``last/`` and exits 130. Checkpoints are stored from host memory: they
+load on a CPU whatever device trained them.
 """
 
 from __future__ import annotations
@@ -75,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print the result as one JSON object")
     t.add_argument("--quiet", action="store_true", help="no progress log lines")
     t.set_defaults(handler=run_train)
+
+    j = sub.add_parser("ensemble", help="join trained runs into one learner that averages their probabilities")
+    j.add_argument("runs", nargs="+", metavar="RUN", help="run folders trained on the same data and featurizer")
+    j.add_argument("--out", required=True, help="the ensemble's run folder")
+    j.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    j.set_defaults(handler=run_ensemble)
 
     e = sub.add_parser("evaluate", help="ROC-AUC and delta-AUPRC on the test assays, with 95%% intervals")
     e.add_argument("run", metavar="RUN", help="run folder (or its checkpoint/)")
@@ -334,6 +343,51 @@ def _with(learner, weights):
     twin = copy.deepcopy(learner)
     twin.load_state_dict(weights)
     return twin
+
+
+SHARED_SETTINGS = ("data", "data_root", "data_options", "featurizer")  # what an ensemble's members must share
+
+
+def run_ensemble(args) -> int:
+    """Join trained runs into one ensemble run (``fewshot.molecules.ensemble``); nothing is trained."""
+    import torch
+
+    import fewshot
+    from fewshot.files import write_json_atomically
+    from fewshot.molecules.config import DOMAIN
+    from fewshot.molecules.ensemble import Ensemble
+    from fewshot.molecules.methods import save_learner
+
+    if len(args.runs) < 2:
+        raise UsageError(f"an ensemble needs at least two runs, got {len(args.runs)}")
+    members = [load_run(r) for r in args.runs]  # (run, config, learner, spec, standardizers)
+    first = members[0]
+    for run, config, _, _, fitted in members[1:]:
+        for key in SHARED_SETTINGS:
+            if getattr(config, key) != getattr(first[1], key):
+                raise UsageError(f"{run} and {first[0]} differ in {key}: an ensemble's members share "
+                                 f"{', '.join(SHARED_SETTINGS)}")  # fmt: skip
+        same = len(fitted) == len(first[4]) and all(
+            torch.equal(a.mean, b.mean) and torch.equal(a.std, b.std) for a, b in zip(fitted, first[4])
+        )
+        if not same:
+            raise UsageError(f"{run} and {first[0]} standardise their descriptors differently")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a run folder")
+    if _holds_run(out) and not args.overwrite:
+        raise UsageError(f"{out} already holds a run; pass --overwrite to replace it")
+    for item in RUN_FILES:
+        target = out / item
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    spec = {"algorithm": "ensemble", "featurizer": first[3]["featurizer"], "members": [m[3] for m in members]}
+    runs = [str(m[0].resolve()) for m in members]
+    save_learner(Ensemble([m[2] for m in members]), spec, out / "checkpoint", {"members": runs}, first[4])
+    saved = {"domain": DOMAIN, "preset": "ensemble", "settings": first[1].to_dict(), "members": runs,
+             "fewshot_version": fewshot.__version__}  # fmt: skip
+    write_json_atomically(out / "config.json", saved, indent=2)  # last: the folder is a run only once complete
+    print(f"{out}: ensemble of {len(members)} runs ({', '.join(m[3]['algorithm'] for m in members)})")
+    return 0
 
 
 # ---- evaluate, predict, serve ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Learners for molecules from a small spec, saved with the core's checkpoint format (never pickled).
 
-A spec: ``{"algorithm": "protonet" | "adkf", "settings": {...}, "encoder": {"kind": "mlp" | "gnn",
-...}, "featurizer": "ecfp" | "ecfp+graph" | ...}``. ``save_learner`` writes a core checkpoint
+A spec: ``{"algorithm": "protonet" | "mahalanobis" | "adkf", "settings": {...}, "encoder": {"kind":
+"mlp" | "gnn", ...}, "featurizer": "ecfp" | "ecfp+graph" | ...}``, or an ensemble of such learners:
+``{"algorithm": "ensemble", "members": [spec, ...], "featurizer": ...}``. ``save_learner`` writes a core checkpoint
 folder (``model.safetensors`` + ``checkpoint.json`` with the spec); the weights of fitted
 descriptor standardizers travel in the same file under ``featurizer.``.
 """
@@ -21,6 +22,7 @@ from fewshot.algorithms.metric import ProtoNet
 from fewshot.engine.checkpoint import METADATA, CheckpointError, load_state, read_checkpoint, save_checkpoint
 from fewshot.molecules.adkf import DeepKernelGP
 from fewshot.molecules.descriptors import Standardizer
+from fewshot.molecules.ensemble import Columns, Ensemble
 from fewshot.molecules.gnn import GNNEncoder
 from fewshot.molecules.mahalanobis import MahalanobisProtoNet
 from fewshot.molecules.tasks import AssayTasks
@@ -28,7 +30,7 @@ from fewshot.nn import MLP
 
 ENCODERS = ("mlp", "gnn")
 ALGORITHMS = ("protonet", "mahalanobis", "adkf")
-Learner = ProtoNet | MahalanobisProtoNet | DeepKernelGP
+Learner = ProtoNet | MahalanobisProtoNet | DeepKernelGP | Ensemble
 STANDARDIZER_PREFIX = "featurizer.standardizer."
 
 
@@ -64,8 +66,14 @@ def build_encoder(kind: str, in_features: int = 2048, fp_dim: int = 2048, **sett
 
 
 def build_learner(spec: dict) -> Learner:
-    """A learner from ``{"algorithm": "protonet" | "mahalanobis" | "adkf", "encoder": {...}, "featurizer": ...}``."""
+    """A learner from ``{"algorithm": "protonet" | "mahalanobis" | "adkf", "encoder": {...}, "featurizer": ...}``
+    or ``{"algorithm": "ensemble", "members": [spec, ...], "featurizer": ...}``."""
     algorithm = spec.get("algorithm", "protonet")
+    if algorithm == "ensemble":
+        members = spec.get("members") or []
+        if any(m.get("featurizer") != spec.get("featurizer") for m in members):
+            raise ValueError("an ensemble's members must share its featurizer")
+        return Ensemble([build_learner(m) for m in members])
     encoder = build_encoder(**spec["encoder"])
     try:
         if algorithm == "protonet":
@@ -76,7 +84,7 @@ def build_learner(spec: dict) -> Learner:
             return DeepKernelGP(encoder, **spec.get("settings", {}))
     except TypeError as e:  # an unknown setting
         raise ValueError(f"bad {algorithm} settings {spec.get('settings')}: {e}") from None
-    raise ValueError(f"unknown molecule algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+    raise ValueError(f"unknown molecule algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}, ensemble")
 
 
 def standardizer_tensors(fitted: Sequence[Standardizer]) -> dict[str, Tensor]:
@@ -138,19 +146,41 @@ def on_embeddings(learner: Learner, family: AssayTasks, batch: int = 512) -> tup
 
     Exact for encoders without batch statistics (MLP, GNNEncoder; dropout is off in eval mode);
     evaluation then encodes every molecule once instead of once per draw. Molecules are encoded on
-    the encoder's device; the embeddings are kept in host memory, like the features.
+    the encoder's device; the embeddings are kept in host memory, like the features. An ensemble's
+    members' embeddings lie side by side, each member reading its own columns.
     """
     from fewshot.molecules.features import DenseFeatures
     from fewshot.molecules.tasks import AssayTask
 
-    encoder = learner.encoder.eval()
-    device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
-    tasks = []
-    with torch.no_grad():
-        for task in family.tasks:
-            index = torch.arange(len(task))
-            z = torch.cat([encoder(task.gather(i).to(device)).cpu() for i in index.split(batch)])  # [m, E]
-            tasks.append(AssayTask(task.name, DenseFeatures(values=z), task.labels))
-    twin = copy.copy(learner)  # shares parameters and settings; only the encoder is swapped
-    twin._modules = dict(learner._modules, encoder=nn.Identity())
+    if isinstance(learner, Ensemble):
+        members = learner.algorithms
+        embeddings = [
+            _embed(m.get_submodule("encoder"), family, batch) for m in members
+        ]  # per member, per task [m, E_i]
+        bounds = [0]
+        for per_task in embeddings:
+            bounds.append(bounds[-1] + per_task[0].shape[1])
+        twin: Learner = Ensemble([_with_encoder(m, Columns(a, b)) for m, a, b in zip(members, bounds, bounds[1:])])
+        values = [torch.cat(z, dim=1) for z in zip(*embeddings)]  # per task [m, sum E_i]
+    else:
+        twin, values = _with_encoder(learner, nn.Identity()), _embed(learner.encoder, family, batch)
+    tasks = [AssayTask(t.name, DenseFeatures(values=z), t.labels) for t, z in zip(family.tasks, values)]
     return twin.eval(), AssayTasks(tasks, name=f"{family.name}:embedded", info=family.info)
+
+
+def _embed(encoder: nn.Module, family: AssayTasks, batch: int) -> list[Tensor]:
+    """Each task's molecules through ``encoder`` (eval mode, no gradients): per task [m, E], on the host."""
+    encoder = encoder.eval()
+    device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
+    with torch.no_grad():
+        return [
+            torch.cat([encoder(task.gather(i).to(device)).cpu() for i in torch.arange(len(task)).split(batch)])
+            for task in family.tasks
+        ]
+
+
+def _with_encoder(learner, encoder: nn.Module):
+    """A shallow twin of ``learner`` (parameters and settings shared) with ``encoder`` swapped in."""
+    twin = copy.copy(learner)
+    twin._modules = dict(learner._modules, encoder=encoder)
+    return twin
