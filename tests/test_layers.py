@@ -11,6 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fewshot"
 CORE = {
     "registry",
     "files",
+    "commandline",
     "data",
     "optim",
     "nn",
@@ -27,6 +28,7 @@ APPLICATIONS = {"nas", "metaopt", "molecules", "rl", "text", "reproduce"}  # pac
 ALLOWED = {
     "registry": set(),
     "files": set(),
+    "commandline": {"files"},
     "data": {"registry", "files"},
     "optim": {"registry"},
     "nn": {"registry"},

@@ -16,20 +16,7 @@ from pathlib import Path
 
 import yaml
 
-
-class _YamlLoader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` as a string; this loader reads it as the float everyone means."""
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-def _yaml(text: str):
-    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader)
+from fewshot.files import load_yaml as _yaml
 
 
 @dataclass

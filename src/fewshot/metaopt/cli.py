@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 import time
 from importlib import resources
@@ -17,34 +16,13 @@ from pathlib import Path
 
 import yaml
 
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with its errors raised (printed by ``main`` as one line) instead of usage + exit."""
-
-    def error(self, message: str):
-        raise UsageError(message)
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML that reads ``1e-3`` as a float."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
+from fewshot.commandline import Parser, UsageError, one_line_errors
+from fewshot.files import load_yaml
 
 
 def _yaml(text: str, source: str):
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+        return load_yaml(text)
     except yaml.YAMLError as e:
         raise UsageError(f"{source}: not valid YAML: {e}") from None
 
@@ -95,7 +73,7 @@ def _merge(values: dict, overrides: dict) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fewshot metaopt", description="Learned optimizers: meta-train, evaluate.")
+    parser = Parser(prog="fewshot metaopt", description="Learned optimizers: meta-train, evaluate.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = sub.add_parser("train", help="meta-train a learned optimizer (truncated BPTT)")
@@ -240,10 +218,9 @@ def run_list(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fewshot metaopt ...``; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
         return args.run(args)
-    except (UsageError, ValueError, ImportError) as e:  # CheckpointError is a ValueError
-        print(f"fewshot metaopt: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+
+    return one_line_errors("fewshot metaopt", run, (ValueError, ImportError))  # CheckpointError is a ValueError

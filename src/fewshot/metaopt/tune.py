@@ -45,7 +45,8 @@ from typing import Any, Literal
 
 import yaml
 
-EXIT_USAGE = 2
+from fewshot.commandline import EXIT_USAGE, Parser, UsageError
+
 Direction = Literal["minimize", "maximize"]
 SAMPLERS = ("tpe", "random", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
@@ -490,13 +491,8 @@ def plot_importance(importance: dict[str, float], path: Path) -> None:
 # -- the command --------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise TuneError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fewshot tune", description="Hyperparameter search on Optuna over fewshot train's settings.")
+    p = Parser(prog="fewshot tune", description="Hyperparameter search on Optuna over fewshot train's settings.")
     p.add_argument("--config", help="a preset name or YAML/TOML file (default: the built-in defaults)")
     p.add_argument("--space", required=True, help="YAML: setting -> range (see the module docstring)")
     p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
@@ -559,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                   args.heartbeat, args.grace, threads)  # fmt: skip
         study = tune(job, args.jobs, direction_of(base))
         summary = write_results(study, job, base)
-    except TuneError as e:
+    except (TuneError, UsageError) as e:
         print(f"fewshot tune: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:

@@ -31,21 +31,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+from fewshot.commandline import EXIT_INTERRUPTED, EXIT_USAGE, Parser, UsageError, one_line_errors
+
 PROG = "fewshot molecules"
 RUN_FILES = ("config.json", "checkpoint", "last", "history.json")
 logger = logging.getLogger(__name__)
-
-
-class UsageError(ValueError):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with its errors raised (printed by ``main`` as one line) instead of usage + exit."""
-
-    def error(self, message: str):
-        raise UsageError(message)
 
 
 def _sizes(text: str) -> list[int]:
@@ -62,7 +52,7 @@ DEVICE_HELP = "cpu, cuda, cuda:N or auto (CUDA when there is one)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Few-shot molecular property prediction: assays as tasks, SMILES in.")
+    parser = Parser(prog=PROG, description="Few-shot molecular property prediction: assays as tasks, SMILES in.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = sub.add_parser("train", help="meta-train a learner on the training assays into a run folder")
@@ -507,22 +497,19 @@ def run_presets(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fewshot molecules ...``; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
         root = logging.getLogger()
         if args.command == "train" and not args.quiet and root.level > logging.INFO and not root.handlers:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
         return args.handler(args)
+
+    try:  # bad input: UsageError, ConfigError, CheckpointError, InvalidSmilesError, a missing file
+        return one_line_errors(PROG, run, (ValueError, OSError))
     except ImportError as e:  # ModuleNotFoundError of an optional dependency
         print(f"{PROG}: error: {e}; install the extras: pip install 'fewshot[molecules,serve]'", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, OSError) as e:  # bad input: UsageError, ConfigError, CheckpointError, InvalidSmilesError
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from fewshot.data.shared import shared_data_dir
+from fewshot.files import load_yaml
 
 DOMAIN = "molecules"
 DATASETS = ("fs-mol", "tox21", "sider", "muv", "assays")
@@ -90,21 +91,10 @@ class MolConfig:
         return merge(MolConfig(), values)
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML that reads ``3e-4`` as a float (plain YAML 1.1 wants ``3.0e-4``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
 def parse_value(text: str) -> Any:
     """A ``--set`` value as YAML (``3``, ``1e-4``, ``[512, 128]``, ``true``), else the string itself."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -137,7 +127,7 @@ def read_preset(name_or_path: str) -> dict[str, Any]:
                 f"config {name_or_path!r} is neither a YAML file nor a preset; presets: {', '.join(list_presets())}"
             )
     try:
-        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+        values = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(values, dict):

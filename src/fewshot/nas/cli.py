@@ -11,36 +11,14 @@ import json
 import sys
 from pathlib import Path
 
+from fewshot.commandline import EXIT_INTERRUPTED, Parser, UsageError, one_line_errors, parse_settings
 from fewshot.nas.errors import NASError
 
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 ONE_SHOT = ("darts",)  # strategies that train a supernet instead of querying architectures
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with its errors raised (printed by ``main`` as one line) instead of usage + exit."""
-
-    def error(self, message: str):
-        raise UsageError(message)
-
-
 def _settings(pairs: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise NASError(f"--set expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out[key] = value
-    return out
+    return parse_settings(pairs, NASError)
 
 
 def _add_space_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fewshot.nas.strategies import STRATEGIES
 
     names = ", ".join([*STRATEGIES, *ONE_SHOT])
-    parser = _Parser(prog="fewshot nas", description="Neural architecture search on tabular benchmarks and cells.")
+    parser = Parser(prog="fewshot nas", description="Neural architecture search on tabular benchmarks and cells.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("search", help="one search: print the best architecture, its metric and regret")
@@ -365,10 +343,9 @@ def run_compare(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fewshot nas ...``; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
         return args.run(args)
-    except (UsageError, NASError) as e:
-        print(f"fewshot nas: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+
+    return one_line_errors("fewshot nas", run, (UsageError, NASError))

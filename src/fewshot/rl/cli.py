@@ -13,34 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+from fewshot.commandline import EXIT_INTERRUPTED, Parser, UsageError, one_line_errors, parse_settings
 from fewshot.engine.checkpoint import CheckpointError
 from fewshot.rl.errors import RLError
 
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(message)
-
 
 def _settings(pairs: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise RLError(f"expected KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out[key] = value
-    return out
+    return parse_settings(pairs, RLError)
 
 
 def _steps(text: str) -> list[int]:
@@ -54,7 +33,7 @@ def _steps(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fewshot rl", description="Meta-reinforcement learning: MAML-RL and its baselines.")
+    parser = Parser(prog="fewshot rl", description="Meta-reinforcement learning: MAML-RL and its baselines.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = sub.add_parser("train", help="meta-train (or multi-task train) a policy into a run folder")
@@ -305,16 +284,12 @@ def run_families(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fewshot rl ...``; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
         return args.handler(args)
-    except (UsageError, RLError, CheckpointError) as e:
-        print(f"fewshot rl: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("fewshot rl: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+
+    return one_line_errors("fewshot rl", run, (UsageError, RLError, CheckpointError))
 
 
 if __name__ == "__main__":
