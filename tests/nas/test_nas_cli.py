@@ -18,25 +18,9 @@ def _run(capsys, *argv):
 
 def test_search_json_and_files(capsys, table_3x4, tmp_path):
     out = tmp_path / "run"
-    code, stdout, _ = _run(
-        capsys,
-        "search",
-        "--space",
-        str(table_3x4),
-        "--metric",
-        "acc",
-        "--strategy",
-        "evolution",
-        "--set",
-        "population=10",
-        "--budget",
-        "30",
-        "--seed",
-        "2",
-        "--out",
-        str(out),
-        "--json",
-    )
+    search = ["search", "--space", str(table_3x4), "--metric", "acc", "--strategy", "evolution"]
+    search += ["--set", "population=10", "--seed", "2", "--out", str(out)]
+    code, stdout, _ = _run(capsys, *search, "--budget", "30", "--json")
     assert code == 0
     summary = json.loads(stdout)
     assert {"best", "metric", "regret", "queries"} <= set(summary) and summary["queries"] == 30
@@ -44,45 +28,9 @@ def test_search_json_and_files(capsys, table_3x4, tmp_path):
     assert len(history) == 30 and history[-1]["best"] == summary["best"]
     assert sorted(p.name for p in out.iterdir()) == ["history.json", "result.json", "state.json"]
     # a second search into the same folder is refused; --resume with a larger budget continues it
-    code, _, err = _run(
-        capsys,
-        "search",
-        "--space",
-        str(table_3x4),
-        "--metric",
-        "acc",
-        "--strategy",
-        "evolution",
-        "--set",
-        "population=10",
-        "--budget",
-        "40",
-        "--seed",
-        "2",
-        "--out",
-        str(out),
-    )
+    code, _, err = _run(capsys, *search, "--budget", "40")
     assert code == 2 and "--resume" in err
-    code, stdout, _ = _run(
-        capsys,
-        "search",
-        "--space",
-        str(table_3x4),
-        "--metric",
-        "acc",
-        "--strategy",
-        "evolution",
-        "--set",
-        "population=10",
-        "--budget",
-        "40",
-        "--seed",
-        "2",
-        "--out",
-        str(out),
-        "--resume",
-        "--json",
-    )
+    code, stdout, _ = _run(capsys, *search, "--budget", "40", "--resume", "--json")
     assert code == 0 and json.loads(stdout)["queries"] == 40
 
 
