@@ -41,6 +41,7 @@ ALLOWED = {
     "cli": CORE - {"cli"},
     **{app: CORE - {"cli", "serve"} for app in APPLICATIONS},
     "rl": CORE - {"cli", "serve"} | {"text"},  # skills from a description: text encoders
+    "molecules": CORE - {"cli"},  # its HTTP service shares the core's guards (fewshot.serve.guards)
 }
 
 

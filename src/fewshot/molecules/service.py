@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from fewshot.molecules.smiles import InvalidSmilesError
+from fewshot.serve.guards import Refusal, guard
 
 
 @dataclass(frozen=True)
@@ -30,40 +30,6 @@ class Limits:
     max_support: int = 1024
     max_query: int = 2000
     max_smiles_chars: int = 500
-
-
-class Refusal(Exception):
-    def __init__(self, status: int, message: str, **fields: Any):
-        super().__init__(message)
-        self.status, self.fields = status, fields
-
-
-class LimitBody:
-    """ASGI middleware: refuse bodies over ``limit`` bytes, declared or streamed."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await JSONResponse({"detail": self.message()}, status_code=413)(scope, receive, send)
-        received = 0
-
-        async def limited():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise Refusal(413, self.message())
-            return message
-
-        return await self.app(scope, limited, send)
-
-    def message(self) -> str:
-        return f"request body over the limit of {self.limit} bytes"
 
 
 def parse_request(body: Any, limits: Limits) -> tuple[list[str], list[int], list[str]]:
@@ -112,7 +78,6 @@ def _smiles(text: str, where: str, index: int, limits: Limits) -> str:
 
 def create_app(run, *, limits: Limits = Limits(), api_key: str | None = None) -> FastAPI:
     """The service of the run folder ``run`` (or its checkpoint/); ``api_key``: required in ``X-API-Key``."""
-    import hmac
     import json
 
     import torch
@@ -128,15 +93,7 @@ def create_app(run, *, limits: Limits = Limits(), api_key: str | None = None) ->
         docs_url=None,  # Swagger UI and ReDoc fetch their assets from a CDN: blank offline
         redoc_url=None,
     )
-    app.add_middleware(LimitBody, limit=limits.max_request_bytes)
-
-    @app.exception_handler(Refusal)
-    async def refused(request: Request, exc: Refusal):
-        return JSONResponse({"detail": str(exc), **exc.fields}, status_code=exc.status)
-
-    def check_key(request: Request) -> None:
-        if api_key is not None and not hmac.compare_digest(request.headers.get("x-api-key", ""), api_key):
-            raise Refusal(401, "missing or wrong API key (send it in the X-API-Key header)")
+    check_key = guard(app, limits.max_request_bytes, api_key)
 
     @app.get("/health")
     def health():

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 from dataclasses import asdict, dataclass
 
@@ -28,6 +27,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from fewshot.data.images import ImageTooLarge
 from fewshot.deploy import MAX_IMAGE_PIXELS, DeployError, Deployment
+from fewshot.serve.guards import Refusal, guard
 
 
 @dataclass(frozen=True)
@@ -40,41 +40,6 @@ class Limits:
     max_ways: int = 50
 
 
-class Refusal(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-class LimitBody:
-    """ASGI middleware: refuse bodies over ``limit`` bytes, declared or streamed."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            response = JSONResponse({"detail": self._message()}, status_code=413)
-            return await response(scope, receive, send)
-        received = 0
-
-        async def limited():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise Refusal(413, self._message())
-            return message
-
-        return await self.app(scope, limited, send)
-
-    def _message(self) -> str:
-        return f"request body over the limit of {self.limit} bytes"
-
-
 def create_app(checkpoint, *, api_key: str | None = None, limits: Limits = Limits(), device: str = "cpu") -> FastAPI:
     deployment = Deployment.load(checkpoint, device=device)
     app = FastAPI(
@@ -83,11 +48,7 @@ def create_app(checkpoint, *, api_key: str | None = None, limits: Limits = Limit
         docs_url=None,  # Swagger UI and ReDoc fetch their assets from a CDN: blank offline
         redoc_url=None,
     )
-    app.add_middleware(LimitBody, limit=limits.max_request_bytes)
-
-    @app.exception_handler(Refusal)
-    async def refused(request: Request, exc: Refusal):
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+    check_key = guard(app, limits.max_request_bytes, api_key)
 
     @app.exception_handler(ImageTooLarge)
     async def too_large(request: Request, exc: ImageTooLarge):
@@ -96,10 +57,6 @@ def create_app(checkpoint, *, api_key: str | None = None, limits: Limits = Limit
     @app.exception_handler(DeployError)
     async def bad_task(request: Request, exc: DeployError):
         return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    def check_key(request: Request) -> None:
-        if api_key is not None and not hmac.compare_digest(request.headers.get("x-api-key", ""), api_key):
-            raise Refusal(401, "missing or wrong API key (send it in the X-API-Key header)")
 
     @app.get("/health")
     def health():
