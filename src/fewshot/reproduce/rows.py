@@ -100,11 +100,30 @@ def zero_head_variant(name: str) -> Row:
     )
 
 
+def bf16_variant(name: str, cells: tuple[str, ...]) -> Row:
+    """Row ``name`` trained under bfloat16 autocast (``amp``), to check that it leaves accuracy unchanged."""
+    base = ROWS[name]
+    return Row(
+        f"{base.title}, bfloat16 autocast",
+        {c: base.published[c] for c in cells},
+        base.source,
+        shared={c: t for c, t in base.shared.items() if c in cells},
+        note=f"the {base.title} presets trained with `amp=true` (bfloat16 autocast, docs/speed.md section 4), "
+        "tested in float32: the check that mixed precision leaves accuracy unchanged",
+        presets=name,
+        settings=("amp=true",),
+    )
+
+
 ROWS |= {f"{name}-zero": zero_head_variant(name) for name in ("anil", "fomaml")}
+ROWS |= {"protonet-bf16": bf16_variant("protonet", ("5w1s", "20w1s")), "maml-bf16": bf16_variant("maml", ("5w5s",))}
 # why a row has no measured cells yet (shown in the table)
 NOT_RUN = dict.fromkeys(
     ("maml", "metasgd"), "second order wants a GPU; the 20-way 5-shot jobs did not finish inside the lent GPU time"
-) | {"mamlpp": "second order through 5 steps wants a GPU: benchmarks/mamlpp_gpu.sh"}
+) | {
+    "mamlpp": "second order through 5 steps wants a GPU: benchmarks/mamlpp_gpu.sh",
+    "maml-bf16": "second order wants a GPU: JOBS=maml-bf16:5w5s bash benchmarks/device_rows.sh",
+}
 NOT_REACHED = "not reached in the CPU time so far"
 SINUSOID = {"k5": "sinusoid-maml-k5", "k10": "sinusoid-maml-k10"}
 
