@@ -93,6 +93,8 @@ def test_the_ensemble_command_joins_runs_that_evaluate_predict_and_serve(tmp_pat
     client = TestClient(create_app(ens))
     assert client.get("/model").json()["spec"]["algorithm"] == "ensemble"
 
+    err = one_line_error(capsys, "train", "--resume", "--out", ens)
+    assert "is an ensemble" in err and str(runs[0].resolve()) in err
     err = one_line_error(capsys, "ensemble", runs[0], "--out", tmp_path / "one")
     assert "at least two runs" in err and not (tmp_path / "one").exists()
     err = one_line_error(capsys, "ensemble", *runs, "--out", ens)

@@ -224,6 +224,9 @@ def run_train(args) -> int:
             raise UsageError("--resume needs --out RUN, the run to continue")
         out = run_folder(args.out)
         config, saved = read_run_config(out)
+        if "members" in saved:
+            members = ", ".join(saved["members"])
+            raise UsageError(f"{out} is an ensemble, not trained as one; resume its members: {members}")
         allowed = {"steps", "time_limit", "device"}
         if set(overrides) - allowed:
             raise UsageError(f"--resume keeps the run's settings; only {', '.join(sorted(allowed))} may change")
