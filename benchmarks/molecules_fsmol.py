@@ -100,7 +100,7 @@ def main() -> None:
             families[featurizer] = AssayTasks(family.tasks[: args.tasks], "fs-mol:test") if args.tasks else family
         family = families[featurizer]
         started = time.perf_counter()
-        if hasattr(learner, "encoder"):  # encode each molecule once, not once per draw (same scores)
+        if isinstance(learner, torch.nn.Module):  # encode each molecule once, not once per draw (same scores)
             learner, family = on_embeddings(learner, family)
         results = evaluate_protocol(learner, fsmol_episodes(family, sizes=sizes, draws=args.draws))
         seconds = time.perf_counter() - started
