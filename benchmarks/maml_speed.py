@@ -11,7 +11,9 @@ over the batch + backward + Adam step. Timed in the same run:
   CPU, vmap on CUDA); ``nhwc``: the same with channels-last conv weights, as the
   trainer runs them (``channels_last: true``, the default);
 - ``torch.func``: a hand-written per-task loop with ``torch.func.grad`` and ``functional_call``;
-- ``higher`` and ``torchopt`` (their documented MAML recipes), when installed.
+- ``higher`` and ``torchopt`` (their documented MAML recipes), when installed;
+- with ``--amp``: ``fewshot loop nhwc bf16`` and ``fewshot compiled nhwc bf16``, the trainer's paths
+  under bfloat16 autocast (``amp``).
 
 ``fewshot compiled`` is what ``fewshot train`` runs by default for second-order MAML of at least
 1000 steps (the trainer's ``compile`` setting, ``engine/precision.py``); its first (warm-up) step,
@@ -168,6 +170,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    parser.add_argument("--amp", action="store_true", help="also time the trainer's path under bfloat16 autocast")
     parser.add_argument(
         "--only",
         default=None,
@@ -214,6 +217,19 @@ def main() -> None:
         model = copy.deepcopy(base) if layout is None else copy.deepcopy(base).to(memory_format=layout)
         alg = MAML(model, inner_lr=lr, inner_steps=k, **settings)
         fns[name] = training_step(lambda alg=alg: alg.meta_loss(ep)[0], alg.parameters())
+    for name, settings in [
+        ("fewshot loop nhwc bf16", {"task_batching": "loop"}),
+        ("fewshot compiled nhwc bf16", {"compile": True}),
+    ]:
+        if not args.amp or ("compiled" in name and (args.no_compile or not want("compiled"))):
+            continue
+        alg = MAML(copy.deepcopy(base).to(memory_format=nhwc), inner_lr=lr, inner_steps=k, **settings)
+
+        def autocast_loss(alg=alg) -> torch.Tensor:
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                return alg.meta_loss(ep)[0]
+
+        fns[name] = training_step(autocast_loss, alg.parameters())
     if not want("higher"):
         pass
     elif importlib.util.find_spec("higher"):
