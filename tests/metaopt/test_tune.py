@@ -14,7 +14,7 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from fewshot.metaopt.tune import budgeted, main  # noqa: E402
+from fewshot.metaopt.tune import budgeted, fail_orphans, main, open_storage  # noqa: E402
 
 FAST = ["--config", "sinusoid-maml-k5", "--set", "steps=2", "--set", "val_every=1", "--set", "val_episodes=2"]
 FAST += ["--set", "meta_batch=1", "--set", "test_episodes=0"]
@@ -80,6 +80,23 @@ def test_budget_counts_queued_and_stale_trials_but_not_own_failures():
     add(TrialState.WAITING, system_attrs={"failed_trial": 2, "retry_history": [2]})  # 6: 2 queued again
     assert budgeted(study.get_trials(), 6) == 3  # trial 2 holds no place below 6 any more ...
     assert budgeted(study.get_trials(), 7) == 4  # ... its rerun does
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_runs_again(tmp_path):
+    from optuna.trial import TrialState, create_trial
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=1, grace=2)
+    study = optuna.create_study(storage=storage)
+    study.add_trial(create_trial(state=TrialState.RUNNING))  # 0: created, then its worker was killed
+    study.add_trial(create_trial(state=TrialState.RUNNING, user_attrs={"alive": "123:1"}))  # 1: alive
+    study.add_trial(create_trial(state=TrialState.RUNNING, user_attrs={"alive": "123:0"}))  # 2: a copied mark
+    assert fail_orphans(study, storage, grace=60) == 0  # younger than the grace period: left alone
+    assert fail_orphans(study, storage, grace=0) == 2
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {0: TrialState.FAIL, 1: TrialState.RUNNING, 2: TrialState.FAIL, 3: TrialState.WAITING,
+                      4: TrialState.WAITING}  # fmt: skip
+    assert sorted(t.system_attrs["retry_history"] for t in study.get_trials()[3:]) == [[0], [2]]
+    assert fail_orphans(study, storage, grace=0) == 0  # failed once, queued once
 
 
 def test_two_workers_killed_and_resumed_hold_n_trials_without_duplicates(tmp_path, capsys):

@@ -40,6 +40,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -290,9 +291,46 @@ def budgeted(trials: list, below: int) -> int:
     return sum(1 for t in trials if t.number < below and holds(t))
 
 
+def alive_mark(number: int) -> str:
+    """The user attribute value a trial's objective sets first: this process owns trial ``number``
+    (a rerun copies its failed trial's attributes, so the mark names the number)."""
+    return f"{os.getpid()}:{number}"
+
+
+def fail_orphans(study, storage, grace: int) -> int:
+    """Fail, and queue again, RUNNING trials whose worker died before their first heartbeat.
+
+    Optuna fails only trials whose heartbeat went stale; a trial created (RUNNING) by a worker
+    killed before its heartbeat thread first wrote has none, and would hold its place forever.
+    A live trial marks itself (``alive_mark``) as the first thing its objective does, so a
+    RUNNING trial older than ``grace`` seconds without its mark is an orphan. Returns how many
+    were failed here (another worker may fail the same trial first: it is counted there)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    failed = 0
+    now = datetime.now()  # Optuna stores datetime_start as naive local time
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        marked = str(t.user_attrs.get("alive", "")).endswith(f":{t.number}")
+        if marked or t.datetime_start is None or (now - t.datetime_start).total_seconds() < grace:
+            continue
+        trial_id = t._trial_id  # FrozenTrial has no public id; the storage API takes it
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        failed += 1
+        retry = storage.get_heartbeat_stale_trial_callback()
+        if retry is not None:
+            retry(study, storage.get_trial(trial_id))
+    return failed
+
+
 def objective(job: Job, trial) -> float:
     import optuna
 
+    trial.set_user_attr("alive", alive_mark(trial.number))
     if budgeted(trial.study.get_trials(deepcopy=False), trial.number) >= job.trials:
         trial.set_user_attr("surplus", True)
         raise _Surplus(f"trial {trial.number}: the study already holds {job.trials} trials")
@@ -352,6 +390,7 @@ def work(job: Job, worker: int) -> None:
         study.pruner = make_pruner(job.pruner, job.base.get("steps", 2500), job.base.get("val_every", 500))
         while True:
             optuna.storages.fail_stale_trials(study)
+            fail_orphans(study, storage, job.grace)
             c = _counts(study)
             done = c["COMPLETE"] + c["PRUNED"]
             if done >= job.trials:
