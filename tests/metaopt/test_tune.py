@@ -99,7 +99,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_runs_again(tmp_pat
     assert fail_orphans(study, storage, grace=0) == 0  # failed once, queued once
 
 
-def test_two_workers_killed_and_resumed_hold_n_trials_without_duplicates(tmp_path, capsys):
+def test_two_workers_killed_and_resumed_hold_n_trials_without_duplicates(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     out = tmp_path / "out"
@@ -117,8 +117,18 @@ def test_two_workers_killed_and_resumed_hold_n_trials_without_duplicates(tmp_pat
     os.killpg(process.pid, signal.SIGKILL)  # the command and both its workers, mid-study
     process.wait()
     assert _counts(db).get("COMPLETE", 0) < 6
-    assert main([*argv, "--json"]) == 0  # the same command again finishes the study
-    summary = json.loads(capsys.readouterr().out)
+    resumed = f"import sys; from fewshot.metaopt.tune import main; sys.exit(main({[*argv, '--json']!r}))"
+    # the same command again finishes the study; in its own process group, so that a hang fails the test
+    process = subprocess.Popen([sys.executable, "-c", resumed], env=env, start_new_session=True, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"the resumed study did not finish in 300 s; trials by state: {_counts(db)}")
+    assert process.returncode == 0, stderr[-2000:]
+    summary = json.loads(stdout)
     study = optuna.load_study(study_name="fewshot-tune", storage=f"sqlite:///{db}")
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 6 and summary["trials"]["complete"] + summary["trials"].get("pruned", 0) == 6
