@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from fewshot.commandline import parse_settings
 from fewshot.data.shared import shared_data_dir
 from fewshot.files import load_yaml
 
@@ -91,22 +92,9 @@ class MolConfig:
         return merge(MolConfig(), values)
 
 
-def parse_value(text: str) -> Any:
-    """A ``--set`` value as YAML (``3``, ``1e-4``, ``[512, 128]``, ``true``), else the string itself."""
-    try:
-        return load_yaml(text)
-    except yaml.YAMLError:
-        return text
-
-
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    out = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"expected KEY=VALUE, got {pair!r}")
-        out[key.strip()] = parse_value(value)
-    return out
+    """``--set KEY=VALUE`` texts, values as YAML (``3``, ``1e-4``, ``[512, 128]``, ``true``) else text."""
+    return parse_settings(pairs, ConfigError)
 
 
 def presets_dir() -> Path:

@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from fewshot.molecules.smiles import InvalidSmilesError
-from fewshot.serve.guards import Refusal, guard
+from fewshot.serve.guards import Refusal, service_app
 
 
 @dataclass(frozen=True)
@@ -87,17 +87,12 @@ def create_app(run, *, limits: Limits = Limits(), api_key: str | None = None) ->
 
     folder, config, learner, spec, fitted = load_run(run)
     meta = json.loads((folder / "checkpoint" / "checkpoint.json").read_text())
-    app = FastAPI(
-        title="fewshot molecules",
-        description="Few-shot activity prediction: adapt on labelled SMILES, predict query SMILES.",
-        docs_url=None,  # Swagger UI and ReDoc fetch their assets from a CDN: blank offline
-        redoc_url=None,
+    app, check_key = service_app(
+        "fewshot molecules",
+        "Few-shot activity prediction: adapt on labelled SMILES, predict query SMILES.",
+        limits.max_request_bytes,
+        api_key,
     )
-    check_key = guard(app, limits.max_request_bytes, api_key)
-
-    @app.get("/health")
-    def health():
-        return {"status": "ok"}
 
     @app.get("/model")
     def model(request: Request):

@@ -27,7 +27,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from fewshot.data.images import ImageTooLarge
 from fewshot.deploy import MAX_IMAGE_PIXELS, DeployError, Deployment
-from fewshot.serve.guards import Refusal, guard
+from fewshot.serve.guards import Refusal, service_app
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,12 @@ class Limits:
 
 def create_app(checkpoint, *, api_key: str | None = None, limits: Limits = Limits(), device: str = "cpu") -> FastAPI:
     deployment = Deployment.load(checkpoint, device=device)
-    app = FastAPI(
-        title="fewshot",
-        description="Few-shot classification: adapt on a support set, predict queries.",
-        docs_url=None,  # Swagger UI and ReDoc fetch their assets from a CDN: blank offline
-        redoc_url=None,
+    app, check_key = service_app(
+        "fewshot",
+        "Few-shot classification: adapt on a support set, predict queries.",
+        limits.max_request_bytes,
+        api_key,
     )
-    check_key = guard(app, limits.max_request_bytes, api_key)
 
     @app.exception_handler(ImageTooLarge)
     async def too_large(request: Request, exc: ImageTooLarge):
@@ -57,10 +56,6 @@ def create_app(checkpoint, *, api_key: str | None = None, limits: Limits = Limit
     @app.exception_handler(DeployError)
     async def bad_task(request: Request, exc: DeployError):
         return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.get("/health")
-    def health():
-        return {"status": "ok"}
 
     @app.get("/model")
     def model(request: Request):

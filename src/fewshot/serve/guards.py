@@ -47,6 +47,21 @@ class LimitBody:
         return f"request body over the limit of {self.limit} bytes"
 
 
+def service_app(
+    title: str, description: str, max_request_bytes: int, api_key: str | None
+) -> tuple[FastAPI, Callable[[Request], None]]:
+    """A FastAPI app with ``guard`` installed, ``GET /health``, and no ``/docs`` or ``/redoc`` (their
+    pages load assets from a CDN: blank offline); returns it with its ``check_key``."""
+    app = FastAPI(title=title, description=description, docs_url=None, redoc_url=None)
+    check_key = guard(app, max_request_bytes, api_key)
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    return app, check_key
+
+
 def guard(app: FastAPI, max_request_bytes: int, api_key: str | None) -> Callable[[Request], None]:
     """Install the body limit and the refusal handler on ``app``; return ``check_key(request)``,
     which refuses (401) a request without ``api_key`` in its X-API-Key header (no-op without a key)."""
