@@ -9,6 +9,14 @@ as well as for the medians. ``--amp`` adds the model step under bfloat16 autocas
 trainer's ``amp`` setting). Every model step is also given as a fraction of the float32
 matmul ceiling measured in the same run (``flops_speed.py``).
 
+With easyfsl installed, its documented episodic pipeline is timed as a full-step peer too: its
+``TaskSampler`` through a ``DataLoader`` (in-process, as fewshot samples) over the same
+in-memory images, and its ``PrototypicalNetworks`` on the same Conv4 (NCHW, as a user gets it).
+Install it with ``pip install --no-deps easyfsl==1.5.0``: its sampler and ProtoNet need only
+torch, and the modules are loaded on their own, because the package's ``__init__`` files import
+torchvision (for datasets and backbones not used here), whose PyPI build needs torch's CUDA build.
+learn2learn does not build on Python 3.11.
+
 With one task per episode (the default) the batched and the naive step do the same work:
 one encoder call on 80 images against two on 5 and 75, so their ratio is about 1 and a
 figure away from 1 is the machine's noise (docs/speed.md); batching pays from
@@ -21,8 +29,11 @@ figure away from 1 is the machine's noise (docs/speed.md); batching pays from
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
+import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +45,73 @@ from fewshot.algorithms.metric import ProtoNet
 from fewshot.data import Episode, EpisodeSampler, get_dataset
 from fewshot.engine.memory import keep_freed_memory
 from fewshot.nn import Conv4
+
+
+def load_easyfsl() -> tuple[type, type, type] | None:
+    """easyfsl's ``FewShotDataset``, ``TaskSampler`` and ``PrototypicalNetworks``, or None when it is
+    not installed; its packages are registered without running their ``__init__`` (see above)."""
+    spec = importlib.util.find_spec("easyfsl")
+    if spec is None or spec.origin is None:
+        return None
+    root = Path(spec.origin).parent
+    for package in ("easyfsl", "easyfsl.datasets", "easyfsl.methods", "easyfsl.samplers"):
+        if package not in sys.modules:
+            module = types.ModuleType(package)
+            module.__path__ = [str(root.joinpath(*package.split(".")[1:]))]
+            sys.modules[package] = module
+    from easyfsl.datasets.few_shot_dataset import FewShotDataset
+
+    sys.modules["easyfsl.datasets"].FewShotDataset = FewShotDataset  # what task_sampler imports
+    from easyfsl.methods.prototypical_networks import PrototypicalNetworks
+    from easyfsl.samplers.task_sampler import TaskSampler
+
+    return FewShotDataset, TaskSampler, PrototypicalNetworks
+
+
+def easyfsl_step(dataset, args: argparse.Namespace, device: torch.device) -> Callable[[], None] | None:
+    """One step of easyfsl's episodic training, sampler and loader included (``None`` without easyfsl)."""
+    parts = load_easyfsl()
+    if parts is None or args.meta_batch != 1:
+        return None
+    base, task_sampler, protonet = parts
+
+    class View(base):  # type: ignore[misc, valid-type]
+        """The same images as easyfsl's datasets serve them: (float image, int label)."""
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+            return dataset[i]
+
+        def __len__(self) -> int:
+            return len(dataset)
+
+        def get_labels(self) -> list[int]:
+            return dataset.labels.tolist()
+
+    class TakesDataSource(torch.utils.data.Sampler):
+        """easyfsl 1.5.0's TaskSampler calls ``Sampler.__init__(data_source=None)``, which current
+        torch no longer accepts (the "breaks on current torch" of its users); this base takes it."""
+
+        def __init__(self, data_source: object = None) -> None:
+            pass
+
+    class Sampler(task_sampler, TakesDataSource):  # type: ignore[misc, valid-type]
+        pass
+
+    sampler = Sampler(View(), args.ways, args.shots, args.queries, n_tasks=10**9)
+    loader = iter(torch.utils.data.DataLoader(View(), batch_sampler=sampler, collate_fn=sampler.episodic_collate_fn))
+    torch.manual_seed(0)
+    model = protonet(Conv4(in_channels=dataset.data.shape[1], image_size=dataset.data.shape[-1])).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        sx, sy, qx, qy, _ = next(loader)
+        model.process_support_set(sx.to(device), sy.to(device))
+        loss = F.cross_entropy(model(qx.to(device)), qy.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
 
 
 def naive_protonet_loss(encoder: torch.nn.Module, episode: Episode) -> torch.Tensor:
@@ -147,6 +225,10 @@ def main() -> None:
     }
     if args.amp:
         fns["bf16"] = lambda: bf16_step(fixed)
+        fns["full bf16"] = lambda: bf16_step(sampler.sample())
+    peer = easyfsl_step(dataset, args, device)
+    if peer is not None:
+        fns["easyfsl"] = peer
     rounds = timed(fns, args.episodes, args.rounds, device)
     seconds = {k: statistics.median(v) for k, v in rounds.items()}
     full, sample_only, model_only, naive = (seconds[k] for k in ("full", "sampler", "model", "naive"))
@@ -167,6 +249,16 @@ def main() -> None:
     )
     print(f"full step    {1 / full:8.1f} episodes/s  {tasks / full:8.1f} tasks/s  ({1e3 * full:.2f} ms/episode)")
     parts = sample_only + model_only
+    if peer is not None:
+        easyfsl = seconds["easyfsl"]
+        print(f"easyfsl      {1 / easyfsl:8.1f} episodes/s  (its TaskSampler, DataLoader, PrototypicalNetworks)")
+        for key in ("full", "full bf16"):
+            if key in rounds:
+                per_round = " ".join(f"{e / f:.2f}" for e, f in zip(rounds["easyfsl"], rounds[key]))
+                ratio = seconds["easyfsl"] / seconds[key]
+                print(f"  {key} step against easyfsl: {ratio:.2f}x (per round {per_round})")
+    else:
+        print("easyfsl      not timed (pip install --no-deps easyfsl==1.5.0; one task per episode only)")
     print(f"sampler only {1e3 * sample_only:8.3f} ms/episode  ({100 * sample_only / parts:.1f}% of sampler + model)")
     print(f"model only   {1e3 * model_only:8.3f} ms/episode  ({100 * model_only / parts:.1f}% of sampler + model)")
     print(f"naive peer   {1e3 * naive:8.3f} ms/episode  (model only; batched is {naive / model_only:.2f}x as fast)")
@@ -185,6 +277,8 @@ def main() -> None:
         )
         per_round = " ".join(f"{m / b:.2f}" for m, b in zip(rounds["model"], rounds["bf16"]))
         print(f"float32/bf16 time per round: {per_round}")
+        full_bf16 = seconds["full bf16"]
+        print(f"full bf16    {1 / full_bf16:8.1f} episodes/s  ({full / full_bf16:.2f}x the float32 full step)")
 
 
 if __name__ == "__main__":
