@@ -7,9 +7,15 @@ from tiny import TinyProto, clustered, config
 from fewshot.algorithms.gradient import FOMAML, MAML
 from fewshot.algorithms.metric import ProtoNet
 from fewshot.data import get_dataset
-from fewshot.engine import TrainConfig, Trainer, evaluate
+from fewshot.engine import TrainConfig, Trainer, evaluate, precision
 from fewshot.engine.evaluate import has_batched_path
-from fewshot.engine.precision import COMPILE_MIN_STEPS, bf16_supported, compile_tasks, compiler_available
+from fewshot.engine.precision import (
+    COMPILE_MIN_STEPS,
+    autocast_enabled,
+    bf16_supported,
+    compile_tasks,
+    compiler_available,
+)
 from fewshot.nn import MLP, Conv4
 
 CPU = torch.device("cpu")
@@ -48,6 +54,36 @@ def test_amp_protonet_conv4_step_is_bfloat16_and_close_to_float32():
     loss16.backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
     assert float(loss16.detach()) == pytest.approx(float(loss32.detach()), rel=0.05)
+
+
+def test_amp_default_is_the_measured_learners_on_an_amx_cpu(monkeypatch):
+    """``amp=None`` (the default): bfloat16 for the learners whose accuracy was shown unchanged with
+    it (ProtoNet on a convolutional encoder), on a CPU with AMX only; True and False decide."""
+    conv_proto = ProtoNet(Conv4(hidden=8))
+    assert conv_proto.amp_pays()
+    unmeasured = [
+        MAML(Conv4(hidden=8, num_classes=5)),  # 5w5s moved by -0.22 points: not shown unchanged
+        ProtoNet(MLP(4, (8,))),  # not an image backbone
+        ProtoNet(Conv4(hidden=8), distance="cosine"),
+        FOMAML(Conv4(hidden=8, num_classes=5)),
+        MAML(Conv4(hidden=8, num_classes=5), multi_step_loss=5),
+        MAML(MLP(4, (8,), num_classes=3)),
+        TinyProto(),
+    ]
+    assert not any(learner.amp_pays() for learner in unmeasured)
+    for amx in (True, False):
+        monkeypatch.setattr(precision, "amx_supported", lambda amx=amx: amx)
+        native = amx and bf16_supported(CPU)
+        assert autocast_enabled(None, conv_proto, CPU) == native
+        assert not any(autocast_enabled(None, learner, CPU) for learner in unmeasured)
+        assert not autocast_enabled(None, conv_proto, torch.device("cuda"))  # measured on CPU only
+        assert autocast_enabled(True, TinyProto(), CPU) == bf16_supported(CPU)
+        assert not autocast_enabled(False, conv_proto, CPU)
+
+
+def test_amp_setting_is_checked():
+    with pytest.raises(ValueError, match="amp"):
+        TrainConfig(amp="yes")
 
 
 def _glyph_sampler(batch):

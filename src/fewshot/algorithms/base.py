@@ -35,6 +35,12 @@ class Algorithm(nn.Module):
     fixed_ways: bool = False
     """Whether the learner only classifies tasks with as many classes as it was trained on (a fixed head)."""
 
+    def amp_pays(self) -> bool:
+        """Whether bfloat16 autocast was measured to speed up this learner's training on a CPU with
+        AMX and to leave its accuracy unchanged; the trainer's ``amp`` setting turns it on there by
+        default (docs/speed.md section 4). Learners not measured say no."""
+        return False
+
     @classmethod
     def from_spec(cls, spec: LearnerSpec) -> Algorithm:
         """A freshly initialised learner for ``spec``. By default an embedding method:
@@ -59,6 +65,11 @@ class Algorithm(nn.Module):
     def forward(self, episode: Episode) -> tuple[Tensor, dict[str, float]]:
         """``meta_loss``, so that wrappers such as DistributedDataParallel see a forward."""
         return self.meta_loss(episode)
+
+
+def convolutional(module: nn.Module) -> bool:
+    """Whether ``module`` holds 2-d convolutions (an image backbone)."""
+    return any(isinstance(m, nn.Conv2d) for m in module.modules())
 
 
 def backbone_for(spec: LearnerSpec, num_classes: int | None = None) -> nn.Module:

@@ -57,7 +57,7 @@ class TrainConfig:
     gamma: float = 0.5
     warmup: int = 0
     grad_clip: float | None = None
-    amp: bool = False  # bfloat16 autocast (CUDA, and CPUs with native bfloat16; float32 elsewhere)
+    amp: bool | None = None  # bfloat16 autocast; None: where it pays, keeping accuracy (engine/precision.py)
     compile: bool | None = None  # gradient learners' per-task function; None: where it pays (engine/precision.py)
     channels_last: bool = True  # conv weights NHWC where the algorithm gains from it (metric learners on CPU)
     keep_freed_memory: bool = True  # CPU runs: glibc keeps freed blocks for the next step (engine/memory.py)

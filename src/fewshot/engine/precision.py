@@ -1,8 +1,10 @@
-"""Training options that change how fast a step runs, not what it computes: bfloat16 autocast
-(``amp``) and the compiled per-task function of gradient-based learners (``compile``).
+"""Training options that change how fast a step runs: bfloat16 autocast (``amp``, which rounds
+activations to bfloat16) and the compiled per-task function of gradient-based learners (``compile``,
+the same values).
 
-Both are decided once per run from the config, the device and the algorithm; the figures
-behind the defaults are in docs/speed.md (``benchmarks/protonet_speed.py``, ``benchmarks/maml_speed.py``).
+Both are decided once per run from the config, the device and the algorithm; both default to auto,
+on where they were measured to pay (and, for ``amp``, to leave accuracy unchanged). The figures are
+in docs/speed.md (``benchmarks/protonet_speed.py``, ``maml_speed.py``, ``amp_speed.py``).
 """
 
 from __future__ import annotations
@@ -31,12 +33,30 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
-def autocast_enabled(amp: bool, device: torch.device) -> bool:
-    """``amp`` where the device supports bfloat16; float32 (with a logged note) where it does not."""
-    if amp and not bf16_supported(device):
+def amx_supported() -> bool:
+    """Whether this CPU has AMX tiles, on which oneDNN's bfloat16 convolutions were measured to pay."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check is not None and check())
+
+
+def autocast_enabled(setting: bool | None, algorithm: torch.nn.Module, device: torch.device) -> bool:
+    """Whether to train ``algorithm`` under bfloat16 autocast on ``device``.
+
+    ``setting`` True asks for it where the device supports bfloat16 (float32, with a logged note,
+    where it does not); False keeps float32; ``None`` (auto) turns it on where it was measured to
+    pay and to leave accuracy unchanged: learners whose ``amp_pays()`` says so, on a CPU with AMX.
+    """
+    if setting is None:
+        pays = getattr(algorithm, "amp_pays", lambda: False)()
+        auto = bool(pays and device.type == "cpu" and amx_supported() and bf16_supported(device))
+        if auto:
+            name = type(algorithm).__name__
+            log.info("amp: bfloat16 autocast (auto on this AMX CPU for %s; amp=false for float32)", name)
+        return auto
+    if setting and not bf16_supported(device):
         log.warning("amp: no native bfloat16 on %s; training in float32", device)
         return False
-    return amp
+    return setting
 
 
 def compiler_available() -> bool:

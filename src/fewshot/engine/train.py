@@ -119,7 +119,7 @@ class Trainer:
         self.algorithm = algorithm.to(self.device)
         if config.channels_last and getattr(algorithm, "channels_last", True):
             self.algorithm.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # 4-d tensors only
-        self.amp = autocast_enabled(config.amp, self.device)
+        self.amp = autocast_enabled(config.amp, self.algorithm, self.device)
         if compile_tasks(config.compile, self.algorithm, self.device, config.steps):
             getattr(self.algorithm, "compile_tasks")()  # noqa: B009 (the gradient learners')
         train, self.val_data, self.test_data = (to_device(d, self.device) for d in (train, val_data, test_data))
@@ -257,6 +257,7 @@ class Trainer:
                 "best_step": self.best_step,
                 "best_val": self.best_val,
                 "train_seconds": self.train_seconds,
+                "amp": self.amp,  # whether it trained under bfloat16 autocast (``amp`` is auto by default)
                 "test": None if test is None else test.to_dict(),
             }
             (self.run_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -43,6 +43,8 @@ def train(preset: str, out: Path, args, overrides: tuple[str, ...] = ()):
     result = json.loads((out / "result.json").read_text())
     wall = result.get("train_seconds") or _logged_seconds(out)
     budget = {"steps": result["step"], "preset_steps": full_steps}  # the steps run: a time limit may stop early
+    if "amp" in result:  # runs since amp became auto say whether they trained under bfloat16
+        budget["amp"] = result["amp"]
     return learner, budget, wall
 
 

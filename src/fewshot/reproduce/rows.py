@@ -122,8 +122,6 @@ NOT_RUN = dict.fromkeys(
     ("maml", "metasgd"), "second order wants a GPU; the 20-way 5-shot jobs did not finish inside the lent GPU time"
 ) | {
     "mamlpp": "second order through 5 steps wants a GPU: benchmarks/mamlpp_gpu.sh",
-    "maml-bf16": "second order wants a GPU: JOBS=maml-bf16:5w5s bash benchmarks/device_rows.sh; about 100 min on "
-    "this CPU at 2 threads (2.3 s per step measured)",
 }
 NOT_REACHED = "not reached in the CPU time so far"
 SINUSOID = {"k5": "sinusoid-maml-k5", "k10": "sinusoid-maml-k10"}

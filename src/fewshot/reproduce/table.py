@@ -111,6 +111,11 @@ def table(folder: str) -> str:
         "`train_split=train` (1,028 characters) and `val_split=val` in their command: those runs kept the weights "
         "of their best validation on the 172 others."
     )
+    notes.append(
+        "- Precision: every row but the bfloat16 ones trained in float32. Since `amp` became auto, ProtoNet on a "
+        "convolutional encoder trains under bfloat16 autocast by default on CPUs with AMX (docs/speed.md section 4); "
+        "`--set amp=false` reruns its rows in float32, and records since then say which (`amp`)."
+    )
     lines += ["", "Notes on the rows:", "", *notes]
     sin = [r for r in records if r["row"] == "sinusoid"]
     if sin:
