@@ -65,9 +65,6 @@ def test_amp_default_is_the_measured_learners_on_an_amx_cpu(monkeypatch):
         MAML(Conv4(hidden=8, num_classes=5)),  # 5w5s moved by -0.22 points: not shown unchanged
         ProtoNet(MLP(4, (8,))),  # not an image backbone
         ProtoNet(Conv4(hidden=8), distance="cosine"),
-        FOMAML(Conv4(hidden=8, num_classes=5)),
-        MAML(Conv4(hidden=8, num_classes=5), multi_step_loss=5),
-        MAML(MLP(4, (8,), num_classes=3)),
         TinyProto(),
     ]
     assert not any(learner.amp_pays() for learner in unmeasured)

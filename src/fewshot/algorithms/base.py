@@ -67,11 +67,6 @@ class Algorithm(nn.Module):
         return self.meta_loss(episode)
 
 
-def convolutional(module: nn.Module) -> bool:
-    """Whether ``module`` holds 2-d convolutions (an image backbone)."""
-    return any(isinstance(m, nn.Conv2d) for m in module.modules())
-
-
 def backbone_for(spec: LearnerSpec, num_classes: int | None = None) -> nn.Module:
     """The spec's backbone for its input shape (with a ``num_classes`` head when given)."""
     backbone = BACKBONES.get(spec.backbone)
